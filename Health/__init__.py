@@ -1,0 +1,26 @@
+"""GET /api/health → {status, twilio: live|sandbox|missing, …}; never reveals a secret."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.http_io import error_boundary, json_response, require_method
+from shared.settings import get_settings
+
+bp = func.Blueprint()
+
+
+@bp.function_name("Health")
+@bp.route(route="health", auth_level=func.AuthLevel.ANONYMOUS)
+@error_boundary
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    require_method(req, "GET")
+    settings = get_settings()
+    return json_response(
+        {
+            "status": "ok",
+            "twilio": settings.twilio_mode,
+            "signatureValidation": settings.validate_signatures,
+            "publicBaseUrl": settings.public_base_url,
+        }
+    )

@@ -1,0 +1,27 @@
+"""GET|POST /api/TwiML?message=…&voice=…: signed by Twilio → application/xml <Response>."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared import twiml
+from shared.http_io import error_boundary, require_method, xml_response
+from shared.settings import get_settings
+from shared.webhooks import verify_twilio_request
+
+bp = func.Blueprint()
+
+
+# Anonymous to the host: Twilio cannot send a function key without it becoming part of
+# the signed URL and its logs; the X-Twilio-Signature check is the authentication.
+@bp.function_name("TwiML")
+@bp.route(route="TwiML", auth_level=func.AuthLevel.ANONYMOUS)
+@error_boundary
+def twiml_document(req: func.HttpRequest) -> func.HttpResponse:
+    require_method(req, "GET", "POST")
+    settings = get_settings()
+    verify_twilio_request(req, settings)
+    speech = twiml.speech_from_params(
+        req.params, settings.twiml_default_message, settings.twiml_default_voice
+    )
+    return xml_response(twiml.render(speech))

@@ -1,0 +1,1 @@
+"""Local development tooling (not deployed): a Functions host and a Twilio sandbox."""

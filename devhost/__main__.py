@@ -1,0 +1,152 @@
+"""`python -m devhost`: the local Functions host (and, without credentials, the Twilio sandbox).
+
+Loads local.settings.json `Values` into the environment as `func start` does (variables
+already set in the environment win), imports the real function_app, and serves it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from aiohttp import web
+
+from devhost.host import create_host_app, describe, http_functions, route_prefix
+from devhost.sandbox import SandboxConfig, create_sandbox_app
+
+ROOT = Path(__file__).resolve().parent.parent
+SANDBOX_ACCOUNT_SID = "AC" + "0" * 32
+SANDBOX_FROM_NUMBER = "+15005550006"
+READY_PREFIX = "devhost: ready "
+
+logger = logging.getLogger("devhost")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    load_local_settings(Path(args.settings))
+    sandbox = args.sandbox or not os.environ.get("TWILIO_ACCOUNT_SID", "").strip()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.host, args.port, args.sandbox_port, sandbox))
+
+
+def load_local_settings(path: Path) -> None:
+    if not path.exists():
+        print(f"devhost: {path} not found; using the environment only", file=sys.stderr)
+        return
+    values = json.loads(path.read_text()).get("Values", {})
+    for key, value in values.items():
+        os.environ.setdefault(key, str(value))
+
+
+async def serve(host: str, port: int, sandbox_port: int, sandbox: bool) -> None:
+    threads = int(
+        os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT") or min(32, (os.cpu_count() or 1) + 4)
+    )
+    runners: list[web.AppRunner] = []
+    sandbox_url = None
+    if sandbox:
+        token = secrets.token_hex(16)  # fresh per run: nothing to leak, nothing to commit
+        sandbox_app = create_sandbox_app(SandboxConfig(SANDBOX_ACCOUNT_SID, token))
+        sandbox_url = await _start(sandbox_app, host, sandbox_port, runners)
+        os.environ.update(
+            TWILIO_ACCOUNT_SID=SANDBOX_ACCOUNT_SID,
+            TWILIO_AUTH_TOKEN=token,
+            TWILIO_API_BASE_URL=sandbox_url,
+            TWILIO_API_KEY_SID="",
+            TWILIO_API_KEY_SECRET="",
+        )
+        if not os.environ.get("TWILIO_FROM_NUMBER", "").strip():
+            os.environ["TWILIO_FROM_NUMBER"] = SANDBOX_FROM_NUMBER
+
+    from function_app import app as function_app  # after the environment is complete
+
+    functions = http_functions(function_app)
+    prefix = route_prefix(ROOT / "host.json")
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="worker")
+    host_url = await _start(create_host_app(functions, prefix, executor), host, port, runners)
+    if not os.environ.get("PUBLIC_BASE_URL", "").strip():
+        os.environ["PUBLIC_BASE_URL"] = host_url
+    elif os.environ["PUBLIC_BASE_URL"].rstrip("/") != host_url:
+        logger.warning(
+            "PUBLIC_BASE_URL is %s but this host is %s: Twilio signatures are checked "
+            "against PUBLIC_BASE_URL",
+            os.environ["PUBLIC_BASE_URL"],
+            host_url,
+        )
+    _banner(functions, prefix, host_url, sandbox_url)
+    print(f"{READY_PREFIX}{json.dumps({'host': host_url, 'sandbox': sandbox_url})}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _start(app: web.Application, host: str, port: int, runners: list[web.AppRunner]) -> str:
+    runner = web.AppRunner(app, access_log=logging.getLogger("devhost.access"))
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    runners.append(runner)
+    bound_port = runner.addresses[0][1]
+    return f"http://{host}:{bound_port}"
+
+
+def _banner(functions: list, prefix: str, host_url: str, sandbox_url: str | None) -> None:  # type: ignore[type-arg]
+    lines = ["", "Functions:"]
+    lines += [
+        f"  {name:<10} {route}" for name, route in describe(functions, prefix, host_url).items()
+    ]
+    if sandbox_url:
+        lines += [
+            "",
+            "*** SANDBOX MODE: no Twilio credentials configured. Nothing leaves this machine. ***",
+            f"  Twilio sandbox:  {sandbox_url}",
+            f"  What it sent:    curl {sandbox_url}/sandbox/messages",
+            f"  What it called:  curl {sandbox_url}/sandbox/calls",
+        ]
+    else:
+        lines += [
+            "",
+            f"LIVE MODE: requests go to Twilio as account {os.environ.get('TWILIO_ACCOUNT_SID')}.",
+        ]
+    lines += [
+        "",
+        "Try:",
+        f"  curl -s {host_url}/{prefix}/health",
+        f"  curl -s -X POST {host_url}/{prefix}/SendSms -H 'Content-Type: application/json' "
+        '-d \'{"to": "+14155550100", "body": "Hello from Azure Functions"}\'',
+        f"  curl -s -X POST {host_url}/{prefix}/MakeCall -H 'Content-Type: application/json' "
+        '-d \'{"to": "+14155550100", "message": "Hello from Azure Functions"}\'',
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7071, help="host port (0: any free port)")
+    parser.add_argument("--sandbox-port", type=int, default=7072, help="sandbox port (0: any)")
+    parser.add_argument("--settings", default=str(ROOT / "local.settings.json"))
+    parser.add_argument(
+        "--sandbox", action="store_true", help="use the sandbox even with credentials"
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    main()

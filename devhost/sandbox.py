@@ -1,0 +1,451 @@
+"""A local stand-in for the parts of Twilio's REST API this app uses.
+
+The unchanged twilio library reaches it through TWILIO_API_BASE_URL. It checks HTTP
+basic auth, answers with Twilio's JSON shapes and error bodies, honours Twilio's
+test-credential magic numbers, and for a created call does what Twilio does: fetches
+the call's TwiML URL with Twilio's parameters and a valid X-Twilio-Signature, checks
+the answer, and records what the callee would have heard.
+
+Sandbox-only magic numbers (not Twilio's) make transport failures reproducible:
++15005550428 is rate limited (429) on the first try of each body, +15005550429 always,
++15005550500 gets a Twilio 500, +15005550504 is answered only after `slow_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+from yarl import URL
+
+logger = logging.getLogger(__name__)
+
+API = "/2010-04-01/Accounts/{account}"
+TWILIO_TIMEOUT_SECONDS = 15  # how long Twilio waits for a TwiML document
+TERMINAL_CALL_STATES = frozenset({"completed", "failed", "busy", "no-answer", "canceled"})
+
+# To-number magic for Messages and Calls: (status, code, message)
+_MESSAGE_TO_ERRORS = {
+    "+15005550001": (400, 21211, "The 'To' number {to} is not a valid phone number."),
+    "+15005550002": (400, 21612, "The 'To' phone number: {to}, is not currently reachable."),
+    "+15005550003": (400, 21408, "Permission to send an SMS has not been enabled for the region."),
+    "+15005550004": (400, 21610, "Attempt to send to unsubscribed recipient"),
+    "+15005550009": (400, 21614, "'To' number is not a valid mobile number"),
+}
+_MESSAGE_FROM_ERRORS = {
+    "+15005550001": (400, 21212, "The 'From' number {from_} is not a valid phone number."),
+    "+15005550007": (400, 21606, "The 'From' phone number provided is not owned by your account."),
+    "+15005550008": (
+        400,
+        21611,
+        "This 'From' number has exceeded the maximum number of queued messages.",
+    ),
+}
+_CALL_TO_ERRORS = {
+    "+15005550001": (400, 21217, "Phone number {to} does not appear to be valid."),
+    "+15005550002": (400, 21214, "'To' phone number cannot be reached."),
+    "+15005550003": (400, 21215, "Account not authorized to call {to}."),
+    "+15005550004": (400, 21216, "Account not allowed to call {to}."),
+}
+_CALL_FROM_ERRORS = {
+    "+15005550001": (400, 21212, "The 'From' number {from_} is not a valid phone number."),
+}
+RATE_LIMITED_ONCE = "+15005550428"
+RATE_LIMITED = "+15005550429"
+SERVER_ERROR = "+15005550500"
+SLOW = "+15005550504"
+
+_GSM7 = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXTENDED = set("^{}\\[~]|€\f")
+
+
+def segments(body: str) -> int:
+    """Twilio's segment count: GSM-7 160/153 per segment, otherwise UCS-2 70/67."""
+    if all(c in _GSM7 or c in _GSM7_EXTENDED for c in body):
+        units = sum(2 if c in _GSM7_EXTENDED else 1 for c in body)
+        single, multi = 160, 153
+    else:
+        units = sum(2 if ord(c) > 0xFFFF else 1 for c in body)
+        single, multi = 70, 67
+    if units <= single:
+        return 1
+    return -(-units // multi)
+
+
+@dataclass
+class SandboxConfig:
+    account_sid: str
+    auth_token: str
+    api_keys: dict[str, str] = field(default_factory=dict)
+    slow_seconds: float = 5.0
+
+
+@dataclass
+class SandboxState:
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    settled: dict[str, asyncio.Event] = field(default_factory=dict)
+    rate_limited_once: set[tuple[str, str]] = field(default_factory=set)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class TwilioError(Exception):
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def response(self) -> web.Response:
+        body = {
+            "code": self.code,
+            "message": self.message,
+            "more_info": f"https://www.twilio.com/docs/errors/{self.code}",
+            "status": self.status,
+        }
+        headers = {"WWW-Authenticate": 'Basic realm="Twilio API"'} if self.status == 401 else {}
+        return web.json_response(body, status=self.status, headers=headers)
+
+
+def create_sandbox_app(config: SandboxConfig) -> web.Application:
+    sandbox = _Sandbox(config)
+    app = web.Application()
+    app.router.add_post(f"{API}/Messages.json", sandbox.create_message)
+    app.router.add_get(f"{API}/Messages/{{sid}}.json", sandbox.fetch_message)
+    app.router.add_post(f"{API}/Calls.json", sandbox.create_call)
+    app.router.add_get(f"{API}/Calls/{{sid}}.json", sandbox.fetch_call)
+    app.router.add_get("/sandbox/messages", sandbox.list_messages)
+    app.router.add_get("/sandbox/calls", sandbox.list_calls)
+    app.router.add_get("/sandbox/calls/{sid}", sandbox.show_call)
+    app.router.add_get("/sandbox/requests", sandbox.list_requests)
+    app.router.add_post("/sandbox/reset", sandbox.reset)
+    app.on_cleanup.append(sandbox.close)
+    return app
+
+
+class _Sandbox:
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.state = SandboxState()
+        self.validator = RequestValidator(config.auth_token)
+
+    # REST API -------------------------------------------------------------------------
+
+    async def create_message(self, request: web.Request) -> web.Response:
+        try:
+            form = await self._authorized_form(request, "Messages")
+            to, from_ = form.get("To", ""), form.get("From", "")
+            body, media = form.get("Body", ""), form.getall("MediaUrl", [])
+            service = form.get("MessagingServiceSid", "")
+            if not to:
+                raise TwilioError(400, 21604, "A 'To' phone number is required.")
+            if not (from_ or service):
+                raise TwilioError(400, 21603, "A 'From' phone number is required.")
+            if not (body or media):
+                raise TwilioError(400, 21602, "Message body is required.")
+            if len(body) > 1600:
+                raise TwilioError(
+                    400, 21617, "The concatenated message body exceeds the 1600 character limit."
+                )
+            _raise_magic(_MESSAGE_FROM_ERRORS, from_, to, from_)
+            _raise_magic(_MESSAGE_TO_ERRORS, to, to, from_)
+            await self._transport_magic(to, body)
+        except TwilioError as error:
+            return error.response()
+        sid = f"SM{uuid.uuid4().hex}"
+        now = _rfc2822()
+        message = {
+            "account_sid": self.config.account_sid,
+            "api_version": "2010-04-01",
+            "body": body,
+            "date_created": now,
+            "date_sent": None,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": from_ or None,
+            "messaging_service_sid": service or None,
+            "num_media": str(len(media)),
+            "num_segments": str(segments(body)) if body else "1",
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": "accepted" if service else "queued",
+            "subresource_uris": {
+                "media": f"/2010-04-01/Accounts/{self.config.account_sid}/Messages/{sid}/Media.json"
+            },
+            "to": to,
+            "uri": f"/2010-04-01/Accounts/{self.config.account_sid}/Messages/{sid}.json",
+            "media_url": media,
+        }
+        self.state.messages[sid] = message
+        return web.json_response(_public(message), status=201)
+
+    async def fetch_message(self, request: web.Request) -> web.Response:
+        return await self._fetch(request, "Messages", self.state.messages, "Message")
+
+    async def create_call(self, request: web.Request) -> web.Response:
+        try:
+            form = await self._authorized_form(request, "Calls")
+            to, from_ = form.get("To", ""), form.get("From", "")
+            url, twiml = form.get("Url", ""), form.get("Twiml", "")
+            if not to:
+                raise TwilioError(400, 21201, "No 'To' number is specified")
+            if not from_:
+                raise TwilioError(400, 21213, "No 'From' number is specified")
+            if not (url or twiml):
+                raise TwilioError(400, 21205, "Url parameter is required.")
+            _raise_magic(_CALL_FROM_ERRORS, from_, to, from_)
+            _raise_magic(_CALL_TO_ERRORS, to, to, from_)
+            await self._transport_magic(to, url or twiml)
+        except TwilioError as error:
+            return error.response()
+        sid = f"CA{uuid.uuid4().hex}"
+        now = _rfc2822()
+        call = {
+            "account_sid": self.config.account_sid,
+            "answered_by": None,
+            "api_version": "2010-04-01",
+            "caller_name": None,
+            "date_created": now,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "duration": None,
+            "end_time": None,
+            "from": from_,
+            "from_formatted": from_,
+            "parent_call_sid": None,
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "start_time": None,
+            "status": "queued",
+            "subresource_uris": {},
+            "to": to,
+            "to_formatted": to,
+            "uri": f"/2010-04-01/Accounts/{self.config.account_sid}/Calls/{sid}.json",
+            "twiml_request": None,
+            "heard": [],
+        }
+        self.state.calls[sid] = call
+        self.state.settled[sid] = asyncio.Event()
+        method = form.get("Method", "POST").upper()
+        task = asyncio.create_task(self._run_call(sid, url, method, twiml))
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
+        return web.json_response(_public(call), status=201)
+
+    async def fetch_call(self, request: web.Request) -> web.Response:
+        return await self._fetch(request, "Calls", self.state.calls, "Call")
+
+    # What a developer (or a test) can look at -----------------------------------------
+
+    async def list_messages(self, request: web.Request) -> web.Response:
+        return web.json_response({"messages": list(self.state.messages.values())})
+
+    async def list_calls(self, request: web.Request) -> web.Response:
+        return web.json_response({"calls": list(self.state.calls.values())})
+
+    async def show_call(self, request: web.Request) -> web.Response:
+        """One call; `?wait=N` waits up to N seconds for it to finish."""
+        sid = request.match_info["sid"]
+        if sid not in self.state.calls:
+            return web.json_response({"error": "no such call"}, status=404)
+        wait = min(float(request.query.get("wait", "0") or 0), 30.0)
+        if wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.state.settled[sid].wait(), wait)
+        return web.json_response(self.state.calls[sid])
+
+    async def list_requests(self, request: web.Request) -> web.Response:
+        return web.json_response({"requests": self.state.requests})
+
+    async def reset(self, request: web.Request) -> web.Response:
+        await self.close()
+        self.state = SandboxState()
+        return web.json_response({"reset": True})
+
+    async def close(self, app: web.Application | None = None) -> None:
+        for task in list(self.state.tasks):
+            task.cancel()
+        await asyncio.gather(*self.state.tasks, return_exceptions=True)
+
+    # Internals ------------------------------------------------------------------------
+
+    async def _authorized_form(self, request: web.Request, resource: str) -> Any:
+        form = await request.post()
+        self.state.requests.append(
+            {"method": request.method, "resource": resource, "to": form.get("To")}
+        )
+        if request.match_info["account"] != self.config.account_sid:
+            raise TwilioError(404, 20404, "The requested resource was not found")
+        if not self._credentials_ok(request):
+            raise TwilioError(401, 20003, "Authenticate")
+        return form
+
+    async def _fetch(
+        self, request: web.Request, resource: str, store: dict[str, dict[str, Any]], kind: str
+    ) -> web.Response:
+        self.state.requests.append({"method": "GET", "resource": resource, "to": None})
+        try:
+            if request.match_info["account"] != self.config.account_sid:
+                raise TwilioError(404, 20404, "The requested resource was not found")
+            if not self._credentials_ok(request):
+                raise TwilioError(401, 20003, "Authenticate")
+            sid = request.match_info["sid"]
+            if sid not in store:
+                raise TwilioError(
+                    404, 20404, f"The requested resource {request.path} was not found"
+                )
+        except TwilioError as error:
+            return error.response()
+        return web.json_response(_public(store[sid]))
+
+    def _credentials_ok(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        if user == self.config.account_sid:
+            return password == self.config.auth_token
+        return self.config.api_keys.get(user) == password
+
+    async def _transport_magic(self, to: str, body: str) -> None:
+        if to == RATE_LIMITED_ONCE and (to, body) not in self.state.rate_limited_once:
+            self.state.rate_limited_once.add((to, body))
+            raise TwilioError(429, 20429, "Too Many Requests")
+        if to == RATE_LIMITED:
+            raise TwilioError(429, 20429, "Too Many Requests")
+        if to == SERVER_ERROR:
+            raise TwilioError(500, 20500, "Internal Server Error")
+        if to == SLOW:
+            await asyncio.sleep(self.config.slow_seconds)
+
+    async def _run_call(self, sid: str, url: str, method: str, inline_twiml: str) -> None:
+        call = self.state.calls[sid]
+        try:
+            call["status"] = "ringing"
+            await asyncio.sleep(0)
+            call["status"] = "in-progress"
+            call["start_time"] = _rfc2822()
+            document = inline_twiml or await self._fetch_twiml(call, url, method)
+            if document is not None:
+                call["heard"] = _what_is_heard(document)
+                if call["heard"] is None:
+                    _fail(call, 12100, "Document parse failure")
+                else:
+                    call["status"], call["duration"] = "completed", "1"
+        except Exception:  # a sandbox bug must not leave the call hanging forever
+            logger.exception("sandbox call %s failed", sid)
+            _fail(call, 11200, "HTTP retrieval failure")
+        finally:
+            call["end_time"] = call["date_updated"] = _rfc2822()
+            self.state.settled[sid].set()
+
+    async def _fetch_twiml(self, call: dict[str, Any], url: str, method: str) -> str | None:
+        params = {
+            "AccountSid": self.config.account_sid,
+            "ApiVersion": "2010-04-01",
+            "CallSid": call["sid"],
+            "CallStatus": "in-progress",
+            "Called": call["to"],
+            "Caller": call["from"],
+            "Direction": "outbound-api",
+            "From": call["from"],
+            "To": call["to"],
+        }
+        if method == "GET":
+            url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+            signature = self.validator.compute_signature(url, {})
+            data = None
+        else:
+            signature = self.validator.compute_signature(url, params)
+            data = params
+        record: dict[str, Any] = {"url": url, "method": method}
+        call["twiml_request"] = record
+        timeout = aiohttp.ClientTimeout(total=TWILIO_TIMEOUT_SECONDS)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                # encoded=True: send the URL byte for byte as signed; yarl must not re-quote it.
+                session.request(
+                    method,
+                    URL(url, encoded=True),
+                    data=data,
+                    headers={"X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1"},
+                ) as response,
+            ):
+                text = await response.text()
+                record.update(
+                    status=response.status, contentType=response.content_type, body=text[:4000]
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            record["error"] = type(exc).__name__
+            _fail(call, 11200, "HTTP retrieval failure")
+            return None
+        if response.status != 200:
+            _fail(call, 11200, "HTTP retrieval failure")
+            return None
+        if response.content_type not in {"application/xml", "text/xml"}:
+            _fail(call, 12300, "Invalid Content-Type")
+            return None
+        return text
+
+
+def _raise_magic(table: dict[str, tuple[int, int, str]], number: str, to: str, from_: str) -> None:
+    if number in table:
+        status, code, message = table[number]
+        raise TwilioError(status, code, message.format(to=to, from_=from_))
+
+
+def _what_is_heard(document: str) -> list[dict[str, Any]] | None:
+    try:
+        root = ET.fromstring(document)
+    except ET.ParseError:
+        return None
+    if root.tag != "Response":
+        return None
+    heard: list[dict[str, Any]] = []
+    for verb in root:
+        if verb.tag == "Say":
+            heard.append({"verb": "Say", "text": verb.text or "", **verb.attrib})
+        elif verb.tag == "Play":
+            heard.append({"verb": "Play", "url": (verb.text or "").strip(), **verb.attrib})
+        else:
+            heard.append({"verb": verb.tag, **verb.attrib})
+    return heard
+
+
+def _fail(call: dict[str, Any], code: int, message: str) -> None:
+    call.update(status="failed", error_code=code, error_message=message)
+
+
+def _public(resource: dict[str, Any]) -> dict[str, Any]:
+    """Twilio's JSON: our bookkeeping fields stay in the sandbox listing only."""
+    return {k: v for k, v in resource.items() if k not in _SANDBOX_ONLY_FIELDS}
+
+
+_SANDBOX_ONLY_FIELDS = frozenset({"media_url", "twiml_request", "heard"})
+
+
+def _rfc2822() -> str:
+    return format_datetime(datetime.now(UTC), usegmt=True)

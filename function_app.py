@@ -1,0 +1,14 @@
+"""The Functions app: composition only. Each folder holds one blueprint."""
+
+import azure.functions as func
+
+from Health import bp as health
+from MakeCall import bp as make_call
+from SendSms import bp as send_sms
+from TwiML import bp as twiml
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(send_sms)
+app.register_functions(make_call)
+app.register_functions(twiml)
+app.register_functions(health)

@@ -1,0 +1,112 @@
+"""HTTP in and out for handlers: body parsing, JSON/XML/problem responses, one error boundary.
+
+Handlers raise AppError (or let Twilio's exceptions through); `error_boundary` is the
+only place that turns failures into responses, so no handler formats an error itself
+and no stack trace ever reaches a caller.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+
+from shared.errors import AppError, BadRequest, MethodNotAllowed, UnsupportedMediaType
+
+logger = logging.getLogger(__name__)
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+_FORM = "application/x-www-form-urlencoded"
+
+
+def require_method(req: func.HttpRequest, *allowed: str) -> None:
+    if req.method not in allowed:
+        raise MethodNotAllowed(req.method, allowed)
+
+
+def read_fields(req: func.HttpRequest) -> dict[str, Any]:
+    """A JSON object body, or a form body with the same field names (repeats → list)."""
+    content_type = req.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if not req.get_body():
+        raise BadRequest("A JSON object body is required.", title="Empty body")
+    if content_type == "application/json" or content_type.endswith("+json"):
+        try:
+            data = json.loads(req.get_body())
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("The body is not valid JSON.", title="Malformed JSON") from None
+        if not isinstance(data, dict):
+            raise BadRequest("The body must be a JSON object.", title="Malformed JSON")
+        return data
+    if content_type == _FORM:
+        form = req.form
+        return {key: values[0] if len(values) == 1 else values for key, values in form.lists()}
+    raise UnsupportedMediaType(f"Send application/json or {_FORM}.")
+
+
+def json_response(
+    body: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body), status_code=status_code, headers=headers, mimetype="application/json"
+    )
+
+
+def xml_response(xml: str) -> func.HttpResponse:
+    # func.HttpResponse defaults to text/plain, which Twilio rejects (error 12300).
+    return func.HttpResponse(xml, status_code=200, mimetype="application/xml")
+
+
+def problem_response(error: AppError) -> func.HttpResponse:
+    body = {
+        "type": error.problem_type,
+        "title": error.title,
+        "status": error.status_code,
+        "detail": error.detail,
+        **error.extra,
+    }
+    return func.HttpResponse(
+        json.dumps(body),
+        status_code=error.status_code,
+        headers=error.headers,
+        mimetype="application/problem+json",
+    )
+
+
+def error_boundary(handler: Handler) -> Handler:
+    """Map every failure of `handler` to an RFC 9457 problem response."""
+
+    @functools.wraps(handler)
+    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            return handler(req)
+        except AppError as error:
+            return _answer(handler, error)
+        except Exception as exc:  # the last line of defence: never a stack trace out
+            known = _known_failure(exc)
+            if known is None:
+                logger.exception("Unhandled error in %s", handler.__name__)
+                known = AppError("An unexpected error occurred.")
+            return _answer(handler, known)
+
+    return wrapper
+
+
+def _answer(handler: Handler, error: AppError) -> func.HttpResponse:
+    if error.status_code >= 500:
+        logger.warning("%s answered %d: %s", handler.__name__, error.status_code, error.title)
+    return problem_response(error)
+
+
+def _known_failure(exc: Exception) -> AppError | None:
+    from twilio.base.exceptions import TwilioRestException
+
+    from shared import twilio_errors
+
+    if isinstance(exc, TwilioRestException):
+        logger.info("Twilio error status=%s code=%s", exc.status, exc.code)
+        return twilio_errors.from_twilio_exception(exc)
+    return twilio_errors.from_transport_exception(exc)

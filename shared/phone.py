@@ -1,0 +1,41 @@
+"""Phone numbers: E.164 normalisation with phonenumbers, and masking for logs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import phonenumbers
+
+
+class InvalidPhoneNumber(ValueError):
+    """The text is not a valid phone number (the message is safe to show the caller)."""
+
+
+@dataclass(frozen=True)
+class PhoneNumber:
+    e164: str
+    region: str | None  # ISO 3166 region; None for non-geographic numbers
+
+
+def to_e164(raw: str, default_region: str | None = None) -> PhoneNumber:
+    """Normalise a number to E.164; national formats need a default region."""
+    text = raw.strip()
+    if not text.startswith("+") and default_region is None:
+        raise InvalidPhoneNumber("must be in E.164 format, e.g. +14155550100")
+    try:
+        parsed = phonenumbers.parse(text, None if text.startswith("+") else default_region)
+    except phonenumbers.NumberParseException:
+        raise InvalidPhoneNumber("is not a phone number") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidPhoneNumber("is not a valid phone number")
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return PhoneNumber(e164=e164, region=phonenumbers.region_code_for_number(parsed))
+
+
+def mask(number: str | None) -> str:
+    """Enough of a number to correlate log lines, not enough to identify a person."""
+    if not number:
+        return "-"
+    if len(number) <= 6:
+        return "*" * len(number)
+    return f"{number[:3]}{'*' * (len(number) - 5)}{number[-2:]}"

@@ -1,0 +1,208 @@
+"""Settings: one frozen object read from an injectable environ, built once per process.
+
+Every key is documented in local.settings.json.example and the README table. An empty
+value counts as unset, because Azure app settings and local.settings.json cannot hold
+"absent" keys conveniently. Credentials are optional here: the app (health, TwiML with
+validation off) must start without them; operations that need one raise MissingSetting.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from shared.errors import InvalidSetting, MissingSetting
+
+TwilioMode = Literal["live", "sandbox", "missing"]
+
+_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
+_API_KEY_SID = re.compile(r"SK[0-9a-fA-F]{32}")
+_MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
+_REGION = re.compile(r"[A-Z]{2}")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class Secret:
+    """A string that never shows itself in reprs, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    account_sid: str | None = None
+    auth_token: Secret | None = None
+    api_key_sid: str | None = None
+    api_key_secret: Secret | None = None
+    from_number: str | None = None
+    messaging_service_sid: str | None = None
+    allowed_senders: tuple[str, ...] = ()
+    allowed_countries: tuple[str, ...] = ()
+    allow_all_countries: bool = False
+    default_region: str | None = None
+    public_base_url: str | None = None
+    twiml_allowed_hosts: tuple[str, ...] = ()
+    twilio_timeout: float = 10.0
+    twilio_api_base_url: str | None = None
+    validate_signatures: bool = True
+    twiml_default_message: str = "Hello from Twilio Functions."
+    twiml_default_voice: str = "woman"
+    rate_limit_retries: int = 2
+    rate_limit_backoff: float = 1.0
+    worker_threads: int = 8
+
+    @property
+    def twilio_mode(self) -> TwilioMode:
+        if not (self.account_sid and self.auth_token):
+            return "missing"
+        return "sandbox" if self.twilio_api_base_url else "live"
+
+    def require(self, key: str) -> str:
+        """The value of a string setting an operation cannot do without."""
+        value = {
+            "TWILIO_ACCOUNT_SID": self.account_sid,
+            "TWILIO_AUTH_TOKEN": self.auth_token.reveal() if self.auth_token else None,
+            "TWILIO_FROM_NUMBER": self.from_number,
+            "PUBLIC_BASE_URL": self.public_base_url,
+        }[key]
+        if not value:
+            raise MissingSetting(key)
+        return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse settings from environ (os.environ by default); bad values name their key."""
+    env = _Env(os.environ if environ is None else environ)
+    api_key_sid = env.matching("TWILIO_API_KEY_SID", _API_KEY_SID, "an API key SID (SK…)")
+    api_key_secret = env.get("TWILIO_API_KEY_SECRET")
+    if bool(api_key_sid) != bool(api_key_secret):
+        missing = "TWILIO_API_KEY_SECRET" if api_key_sid else "TWILIO_API_KEY_SID"
+        raise InvalidSetting(missing, "set together with its pair")
+    countries = env.csv("ALLOWED_COUNTRIES")
+    auth_token = env.get("TWILIO_AUTH_TOKEN")
+    return Settings(
+        account_sid=env.matching("TWILIO_ACCOUNT_SID", _ACCOUNT_SID, "an Account SID (AC…)"),
+        auth_token=Secret(auth_token) if auth_token else None,
+        api_key_sid=api_key_sid,
+        api_key_secret=Secret(api_key_secret) if api_key_secret else None,
+        from_number=env.get("TWILIO_FROM_NUMBER"),
+        messaging_service_sid=env.matching(
+            "TWILIO_MESSAGING_SERVICE_SID", _MESSAGING_SERVICE_SID, "a Messaging Service SID (MG…)"
+        ),
+        allowed_senders=env.csv("TWILIO_ALLOWED_SENDERS"),
+        allowed_countries=tuple(c.upper() for c in countries if c != "*"),
+        allow_all_countries="*" in countries,
+        default_region=env.region("DEFAULT_REGION"),
+        public_base_url=env.base_url("PUBLIC_BASE_URL") or _platform_base_url(env),
+        twiml_allowed_hosts=tuple(h.lower() for h in env.csv("TWIML_ALLOWED_HOSTS")),
+        twilio_timeout=env.number("TWILIO_TIMEOUT_SECONDS", 10.0, low=0.1, high=120.0),
+        twilio_api_base_url=env.base_url("TWILIO_API_BASE_URL"),
+        validate_signatures=env.boolean("TWILIO_VALIDATE_SIGNATURES", True),
+        twiml_default_message=env.get("TWIML_DEFAULT_MESSAGE") or Settings.twiml_default_message,
+        twiml_default_voice=env.get("TWIML_DEFAULT_VOICE") or Settings.twiml_default_voice,
+        rate_limit_retries=int(env.number("TWILIO_RATE_LIMIT_RETRIES", 2, low=0, high=5)),
+        rate_limit_backoff=env.number("TWILIO_RATE_LIMIT_BACKOFF_SECONDS", 1.0, low=0, high=30),
+        # The worker's sync thread pool size (its documented default unless overridden):
+        # the Twilio connection pool is sized to it so no thread waits for a connection.
+        worker_threads=int(
+            env.number("PYTHON_THREADPOOL_THREAD_COUNT", _default_threads(), low=1, high=256)
+        ),
+    )
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use (never at import: cold start, tests)."""
+    return load_settings()
+
+
+def _default_threads() -> int:
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+def _platform_base_url(env: _Env) -> str | None:
+    # Azure sets WEBSITE_HOSTNAME to the app's default host; Twilio reaches it over https.
+    host = env.get("WEBSITE_HOSTNAME")
+    if not host:
+        return None
+    local = host.split(":")[0] in {"localhost", "127.0.0.1"}
+    return f"{'http' if local else 'https'}://{host}"
+
+
+class _Env:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def get(self, key: str) -> str | None:
+        return self._environ.get(key, "").strip() or None
+
+    def matching(self, key: str, pattern: re.Pattern[str], expected: str) -> str | None:
+        value = self.get(key)
+        if value is not None and not pattern.fullmatch(value):
+            raise InvalidSetting(key, expected)
+        return value
+
+    def csv(self, key: str) -> tuple[str, ...]:
+        return tuple(part.strip() for part in (self.get(key) or "").split(",") if part.strip())
+
+    def region(self, key: str) -> str | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        if not _REGION.fullmatch(value.upper()):
+            raise InvalidSetting(key, "a two-letter ISO 3166 region code such as US")
+        return value.upper()
+
+    def number(self, key: str, default: float, *, low: float, high: float) -> float:
+        value = self.get(key)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise InvalidSetting(key, f"a number between {low:g} and {high:g}") from None
+        if not low <= number <= high:
+            raise InvalidSetting(key, f"a number between {low:g} and {high:g}")
+        return number
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.get(key)
+        if value is None:
+            return default
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise InvalidSetting(key, "true or false")
+
+    def base_url(self, key: str) -> str | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
+            raise InvalidSetting(key, "an http(s) URL without a query string")
+        return value.rstrip("/")

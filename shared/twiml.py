@@ -1,0 +1,102 @@
+"""Voice TwiML: what a call says or plays, validated, rendered with Twilio's builders.
+
+Parameters follow the old Message twimlet: `message` (or `Message[0]`, `Message[1]`, …;
+a value that is an http(s) URL is played, anything else is spoken), `voice`, `language`
+and `loop`. MakeCall validates with the same rules before Twilio ever fetches the URL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from twilio.twiml.voice_response import VoiceResponse
+
+from shared.validation import FieldReader, is_http_url
+
+MAX_SAY_CHARACTERS = 4096  # Twilio's limit for the text of one <Say>
+MAX_SEGMENTS = 20
+MAX_LOOP = 10
+_BASIC_VOICES = frozenset({"man", "woman", "alice"})
+_NAMED_VOICE = re.compile(r"(Polly|Google)\.[A-Za-z0-9_.-]{1,64}")
+_LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}")
+_INDEXED_MESSAGE = re.compile(r"Message\[(\d{1,2})\]")
+
+
+@dataclass(frozen=True)
+class Segment:
+    kind: Literal["say", "play"]
+    value: str
+
+
+@dataclass(frozen=True)
+class Speech:
+    segments: tuple[Segment, ...]
+    voice: str | None = None
+    language: str | None = None
+    loop: int = 1
+
+
+def check_voice_options(reader: FieldReader, voice: str | None, language: str | None) -> None:
+    if voice is not None and voice not in _BASIC_VOICES and not _NAMED_VOICE.fullmatch(voice):
+        reader.error("voice", "must be man, woman, alice, Polly.<Name> or Google.<name>")
+    if language is not None and not _LANGUAGE.fullmatch(language):
+        reader.error("language", "must be a language tag such as en-US")
+
+
+def speech_from_params(
+    params: Mapping[str, str], default_message: str, default_voice: str
+) -> Speech:
+    """Parse TwiML request parameters; unknown ones are Twilio's own and ignored."""
+    indexed = sorted(
+        (int(match.group(1)), key) for key in params if (match := _INDEXED_MESSAGE.fullmatch(key))
+    )
+    reader = FieldReader({}, ())
+    if indexed and "message" in params:
+        reader.error("message", "cannot be combined with Message[n]")
+    if len(indexed) > MAX_SEGMENTS:
+        reader.error("Message", f"at most {MAX_SEGMENTS} Message[n] parameters")
+    texts = [(key, params[key]) for _, key in indexed] or [
+        ("message", params.get("message", default_message))
+    ]
+    segments = tuple(_segment(field, text, reader) for field, text in texts)
+    voice = params.get("voice", default_voice)
+    language = params.get("language")
+    check_voice_options(reader, voice, language)
+    loop = _loop(params.get("loop"), reader)
+    reader.check()
+    return Speech(segments=segments, voice=voice, language=language, loop=loop)
+
+
+def render(speech: Speech) -> str:
+    response = VoiceResponse()
+    loop = speech.loop if speech.loop != 1 else None
+    for segment in speech.segments:
+        if segment.kind == "play":
+            response.play(segment.value, loop=loop)
+        else:
+            response.say(segment.value, voice=speech.voice, language=speech.language, loop=loop)
+    return str(response)
+
+
+def _segment(field: str, text: str, reader: FieldReader) -> Segment:
+    if not text.strip():
+        reader.error(field, "must not be empty")
+    elif len(text) > MAX_SAY_CHARACTERS:
+        reader.error(field, f"must be at most {MAX_SAY_CHARACTERS} characters")
+    if text.startswith(("http://", "https://")):
+        if not is_http_url(text):
+            reader.error(field, "is not a valid URL")
+        return Segment("play", text)
+    return Segment("say", text)
+
+
+def _loop(raw: str | None, reader: FieldReader) -> int:
+    if raw is None:
+        return 1
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LOOP:
+        reader.error("loop", f"must be a whole number from 1 to {MAX_LOOP}")
+        return 1
+    return int(raw)

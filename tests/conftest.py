@@ -1,0 +1,246 @@
+"""Shared fixtures: request builder, indexed functions, a Twilio sandbox, settings via env."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import azure.functions as func
+import pytest
+import requests
+from aiohttp import web
+
+from devhost.sandbox import SandboxConfig, create_sandbox_app
+from shared.settings import get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT_SID = "AC" + "0" * 32
+AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+PUBLIC_BASE_URL = "https://functions.example.com"
+VALID_FROM = "+15005550006"
+VALID_TO = "+14155550100"
+APP_SETTING_KEYS = (
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_API_KEY_SID",
+    "TWILIO_API_KEY_SECRET",
+    "TWILIO_FROM_NUMBER",
+    "TWILIO_MESSAGING_SERVICE_SID",
+    "TWILIO_ALLOWED_SENDERS",
+    "ALLOWED_COUNTRIES",
+    "DEFAULT_REGION",
+    "PUBLIC_BASE_URL",
+    "TWIML_ALLOWED_HOSTS",
+    "TWIML_DEFAULT_MESSAGE",
+    "TWIML_DEFAULT_VOICE",
+    "TWILIO_VALIDATE_SIGNATURES",
+    "TWILIO_TIMEOUT_SECONDS",
+    "TWILIO_RATE_LIMIT_RETRIES",
+    "TWILIO_RATE_LIMIT_BACKOFF_SECONDS",
+    "TWILIO_API_BASE_URL",
+    "WEBSITE_HOSTNAME",
+    "PYTHON_THREADPOOL_THREAD_COUNT",
+)
+
+
+def build_request(
+    method: str = "POST",
+    url: str = f"{PUBLIC_BASE_URL}/api/SendSms",
+    *,
+    json_body: Any = None,
+    form: Mapping[str, str | list[str]] | None = None,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> func.HttpRequest:
+    """A request as the worker builds it: params from the raw query, last duplicate wins."""
+    all_headers = dict(headers or {})
+    if json_body is not None:
+        body = json.dumps(json_body).encode()
+        all_headers.setdefault("Content-Type", "application/json")
+    elif form is not None:
+        body = urlencode(form, doseq=True).encode()
+        all_headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+    params = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    return func.HttpRequest(method, url, headers=all_headers, params=params, body=body or b"")
+
+
+def body_of(response: func.HttpResponse) -> Any:
+    return json.loads(response.get_body())
+
+
+@pytest.fixture(scope="session")
+def indexed() -> list[Any]:
+    """The app as the worker indexes it; get_functions() raises if called twice."""
+    from function_app import app
+
+    return list(app.get_functions())
+
+
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+
+@pytest.fixture(scope="session")
+def functions(indexed: list[Any]) -> dict[str, Handler]:
+    """The user functions by name, called the documented way: build → get_user_function."""
+    return {f.get_function_name(): f.get_user_function() for f in indexed}
+
+
+class BackgroundServer:
+    """An aiohttp app on 127.0.0.1, on its own loop in a daemon thread."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.url = ""
+
+    def start(self) -> BackgroundServer:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("server did not start")
+        return self
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        runner = web.AppRunner(self._app, access_log=None)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        self._runner = runner
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+        self._loop.close()
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@dataclass
+class Sandbox:
+    url: str
+
+    def get(self, path: str) -> Any:
+        response = requests.get(f"{self.url}{path}", timeout=35)
+        response.raise_for_status()
+        return response.json()
+
+    def messages(self) -> list[dict[str, Any]]:
+        return list(self.get("/sandbox/messages")["messages"])
+
+    def calls(self) -> list[dict[str, Any]]:
+        return list(self.get("/sandbox/calls")["calls"])
+
+    def requests(self) -> list[dict[str, Any]]:
+        return list(self.get("/sandbox/requests")["requests"])
+
+    def settled_call(self, sid: str) -> dict[str, Any]:
+        call: dict[str, Any] = self.get(f"/sandbox/calls/{sid}?wait=10")
+        return call
+
+    def reset(self) -> None:
+        requests.post(f"{self.url}/sandbox/reset", timeout=10).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[Sandbox]:
+    config = SandboxConfig(ACCOUNT_SID, AUTH_TOKEN, slow_seconds=2.0)
+    server = BackgroundServer(create_sandbox_app(config)).start()
+    yield Sandbox(server.url)
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: Sandbox) -> Sandbox:
+    sandbox_server.reset()
+    return sandbox_server
+
+
+SetEnv = Callable[..., None]
+
+
+@pytest.fixture
+def app_env(monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox) -> Iterator[SetEnv]:
+    """Settings for a sandboxed app, injected through the environment; call to override."""
+    for key in APP_SETTING_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    base = {
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_API_BASE_URL": sandbox.url,
+        "TWILIO_FROM_NUMBER": VALID_FROM,
+        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "TWILIO_RATE_LIMIT_BACKOFF_SECONDS": "0",
+    }
+
+    def set_env(**overrides: str | None) -> None:
+        for key, value in {**base, **overrides}.items():
+            if value is None:
+                monkeypatch.delenv(key, raising=False)
+            else:
+                monkeypatch.setenv(key, value)
+        get_settings.cache_clear()
+
+    set_env()
+    yield set_env
+    get_settings.cache_clear()
+
+
+@dataclass
+class DevHost:
+    url: str
+    sandbox: Sandbox
+    process: subprocess.Popen[str]
+    drain: threading.Thread
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        self.drain.join(10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+def start_devhost(env_overrides: Mapping[str, str] | None = None) -> DevHost:
+    env = {k: v for k, v in os.environ.items() if k not in APP_SETTING_KEYS}
+    env.update(env_overrides or {})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devhost", "--port", "0", "--sandbox-port", "0",
+         "--settings", str(ROOT / "tests" / "no-such-settings.json")],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        if line.startswith("devhost: ready "):
+            urls = json.loads(line.removeprefix("devhost: ready "))
+            drain = threading.Thread(target=process.stdout.read, daemon=True)
+            drain.start()  # keep reading so a chatty host never blocks on a full pipe
+            return DevHost(urls["host"], Sandbox(urls["sandbox"] or ""), process, drain)
+    process.kill()
+    process.wait(10)
+    process.stdout.close()
+    raise RuntimeError("devhost did not become ready")
+
+
+@pytest.fixture(scope="session")
+def devhost() -> Iterator[DevHost]:
+    host = start_devhost()
+    yield host
+    host.stop()

@@ -1,0 +1,95 @@
+"""Indexing: exactly the functions, routes, methods and auth levels we mean to deploy."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from shared.webhooks import ROUTE_PREFIX
+from tests.conftest import ROOT, Handler, SetEnv, body_of, build_request
+
+
+def test_functions_routes_and_auth_levels(indexed: list[Any]) -> None:
+    found = {
+        f.get_function_name(): (
+            f.get_trigger().route,
+            f.get_trigger().methods,
+            f.get_trigger().auth_level.value,
+        )
+        for f in indexed
+    }
+    assert found == {
+        "SendSms": ("SendSms", None, "function"),
+        "MakeCall": ("MakeCall", None, "function"),
+        "TwiML": ("TwiML", None, "anonymous"),
+        "Health": ("health", None, "anonymous"),
+    }
+
+
+def test_host_json_is_a_functions_4_host_file() -> None:
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["version"] == "2.0"
+    assert host["extensionBundle"] == {
+        "id": "Microsoft.Azure.Functions.ExtensionBundle",
+        "version": "[4.*, 5.0.0)",
+    }
+    assert host["functionTimeout"] == "00:02:00"
+    assert host["extensions"]["http"]["routePrefix"] == ROUTE_PREFIX
+
+
+def test_every_setting_the_app_reads_is_documented() -> None:
+    read = set(re.findall(r'"([A-Z][A-Z0-9_]{3,})"', (ROOT / "shared" / "settings.py").read_text()))
+    platform = {"WEBSITE_HOSTNAME", "PYTHON_THREADPOOL_THREAD_COUNT"}  # set by Azure, not us
+    example = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
+    readme = (ROOT / "README.md").read_text()
+    assert sorted(read - platform - set(example)) == []
+    assert sorted(key for key in read if f"`{key}`" not in readme) == []
+
+
+def test_health_says_how_twilio_is_configured_and_nothing_secret(
+    functions: dict[str, Handler], app_env: SetEnv
+) -> None:
+    response = functions["Health"](build_request("GET", "https://functions.example.com/api/health"))
+    assert (response.status_code, body_of(response)) == (
+        200,
+        {
+            "status": "ok",
+            "twilio": "sandbox",
+            "signatureValidation": True,
+            "publicBaseUrl": "https://functions.example.com",
+        },
+    )
+    app_env(TWILIO_API_BASE_URL=None)
+    assert (
+        body_of(functions["Health"](build_request("GET", "https://x/api/health")))["twilio"]
+        == "live"
+    )
+    app_env(TWILIO_AUTH_TOKEN=None)
+    assert (
+        body_of(functions["Health"](build_request("GET", "https://x/api/health")))["twilio"]
+        == "missing"
+    )
+
+
+def test_unexpected_errors_are_a_generic_500_problem(
+    functions: dict[str, Handler], app_env: SetEnv, monkeypatch: Any
+) -> None:
+    import shared.messaging
+
+    def explode(*args: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(shared.messaging, "send_sms", explode)
+    response = functions["SendSms"](
+        build_request("POST", json_body={"to": "+14155550100", "body": "x"})
+    )
+    assert (response.status_code, body_of(response)) == (
+        500,
+        {
+            "type": "about:blank",
+            "title": "Internal Server Error",
+            "status": 500,
+            "detail": "An unexpected error occurred.",
+        },
+    )

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import pytest
+
+from shared.phone import InvalidPhoneNumber, PhoneNumber, mask, to_e164
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        ("+14155550100", None, PhoneNumber("+14155550100", "US")),
+        (" +1 (415) 555-0100 ", None, PhoneNumber("+14155550100", "US")),
+        ("(415) 555-0100", "US", PhoneNumber("+14155550100", "US")),
+        ("020 7946 0000", "GB", PhoneNumber("+442079460000", "GB")),
+        ("+442079460000", "US", PhoneNumber("+442079460000", "GB")),
+    ],
+)
+def test_numbers_are_normalised_to_e164(
+    raw: str, region: str | None, expected: PhoneNumber
+) -> None:
+    assert to_e164(raw, region) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "message"),
+    [
+        ("4155550100", None, "must be in E.164 format, e.g. +14155550100"),
+        ("+1555", None, "is not a valid phone number"),
+        ("+15551234567", None, "is not a valid phone number"),
+        ("hello", "US", "is not a phone number"),
+        ("", "US", "is not a phone number"),
+    ],
+)
+def test_invalid_numbers_say_why(raw: str, region: str | None, message: str) -> None:
+    with pytest.raises(InvalidPhoneNumber) as raised:
+        to_e164(raw, region)
+    assert str(raised.value) == message
+
+
+def test_mask_keeps_country_prefix_and_last_two_digits() -> None:
+    assert mask("+14155550100") == "+14*******00"
+    assert mask("+1234") == "*****"
+    assert mask(None) == "-"
