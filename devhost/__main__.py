@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -37,8 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     load_local_settings(Path(args.settings))
     sandbox = args.sandbox or not os.environ.get("TWILIO_ACCOUNT_SID", "").strip()
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(serve(args.host, args.port, args.sandbox_port, sandbox))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:  # typically a port taken by another devhost or func start
+        sys.exit(f"devhost: cannot listen: {exc.strerror}. Pick others with --port/--sandbox-port.")
 
 
 def load_local_settings(path: Path) -> None:

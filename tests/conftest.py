@@ -53,6 +53,9 @@ APP_SETTING_KEYS = (
 )
 
 
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+
 def build_request(
     method: str = "POST",
     url: str = f"{PUBLIC_BASE_URL}/api/SendSms",
@@ -78,15 +81,17 @@ def body_of(response: func.HttpResponse) -> Any:
     return json.loads(response.get_body())
 
 
+def post_json(handler: Handler, url: str, payload: Any) -> tuple[int, Any]:
+    response = handler(build_request("POST", url, json_body=payload))
+    return response.status_code, body_of(response)
+
+
 @pytest.fixture(scope="session")
 def indexed() -> list[Any]:
     """The app as the worker indexes it; get_functions() raises if called twice."""
     from function_app import app
 
     return list(app.get_functions())
-
-
-Handler = Callable[[func.HttpRequest], func.HttpResponse]
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import VALID_FROM, VALID_TO, Handler, Sandbox, SetEnv, body_of, build_request
+from tests.conftest import (
+    VALID_FROM,
+    VALID_TO,
+    Handler,
+    Sandbox,
+    SetEnv,
+    build_request,
+    post_json,
+)
 
 URL = "https://functions.example.com/api/MakeCall"
 
@@ -17,8 +25,7 @@ def make_call(functions: dict[str, Handler], app_env: SetEnv) -> Handler:
 
 
 def call(handler: Handler, payload: Any) -> tuple[int, Any]:
-    response = handler(build_request("POST", URL, json_body=payload))
-    return response.status_code, body_of(response)
+    return post_json(handler, URL, payload)
 
 
 def test_places_a_call_whose_twiml_is_our_twiml_function(

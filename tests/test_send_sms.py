@@ -15,6 +15,7 @@ from tests.conftest import (
     SetEnv,
     body_of,
     build_request,
+    post_json,
 )
 
 URL = "https://functions.example.com/api/SendSms"
@@ -27,8 +28,7 @@ def send_sms(functions: dict[str, Handler], app_env: SetEnv) -> Handler:
 
 
 def call(handler: Handler, payload: Any) -> tuple[int, Any]:
-    response = handler(build_request("POST", URL, json_body=payload))
-    return response.status_code, body_of(response)
+    return post_json(handler, URL, payload)
 
 
 def test_sends_and_answers_201(send_sms: Handler, sandbox: Sandbox) -> None:
