@@ -3,6 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
 .PHONY: install run test lint typecheck unit format clean
 
@@ -14,13 +15,18 @@ $(STAMP): requirements.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+# Azurite (the Azure Storage emulator) for the Table Storage tests and `make run AZURITE=1`.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 
 local.settings.json:
 	cp local.settings.json.example local.settings.json
 
 run: install local.settings.json
-	$(PY) -m devhost
+	$(PY) -m devhost $(if $(AZURITE),--azurite)
 
 lint: install
 	$(PY) -m ruff check .
@@ -39,4 +45,4 @@ format: install
 	$(PY) -m ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .azurite .pytest_cache .mypy_cache .ruff_cache

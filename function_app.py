@@ -2,13 +2,17 @@
 
 import azure.functions as func
 
+from DeliveryStatus import bp as delivery_status
 from Health import bp as health
 from MakeCall import bp as make_call
 from SendSms import bp as send_sms
+from StatusCallback import bp as status_callback
 from TwiML import bp as twiml
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(send_sms)
 app.register_functions(make_call)
 app.register_functions(twiml)
+app.register_functions(status_callback)
+app.register_functions(delivery_status)
 app.register_functions(health)

@@ -1,12 +1,18 @@
-"""POST /api/MakeCall: {to, from?, message?, voice?, language?, url?} → 201 {sid, status, …}."""
+"""POST /api/MakeCall: {to, from?, message?, voice?, language?, url?} → 201 {sid, status, …}.
+
+Honours Idempotency-Key; answers 429 over a limit.
+"""
 
 from __future__ import annotations
 
 import azure.functions as func
 
 from shared import calls
+from shared.caller import caller_id
 from shared.http_io import error_boundary, json_response, read_fields, require_method
+from shared.idempotency import idempotent
 from shared.settings import get_settings
+from shared.store import get_store
 from shared.twilio_client import get_client
 
 bp = func.Blueprint()
@@ -17,7 +23,13 @@ bp = func.Blueprint()
 @error_boundary
 def make_call(req: func.HttpRequest) -> func.HttpResponse:
     require_method(req, "POST")
-    settings = get_settings()
-    request = calls.parse_call_request(read_fields(req), settings)
-    result = calls.place_call(request, settings, get_client(settings))
-    return json_response(result, status_code=201)
+    settings, store = get_settings(), get_store(get_settings())
+    fields = read_fields(req)
+    request = calls.parse_call_request(fields, settings)
+
+    def place() -> func.HttpResponse:
+        client = get_client(settings)
+        result = calls.place_call(request, settings, client, store, caller_id(req))
+        return json_response(result, status_code=201)
+
+    return idempotent(req, "MakeCall", fields, store, settings, place)

@@ -1,12 +1,18 @@
-"""POST /api/SendSms: {to, body?, from?, mediaUrl?} → 201 {sid, status, to, from, …}."""
+"""POST /api/SendSms: {to, body?, from?, mediaUrl?} → 201 {sid, status, to, from, …}.
+
+Honours Idempotency-Key; answers 429 over a limit and 409 for opted-out recipients.
+"""
 
 from __future__ import annotations
 
 import azure.functions as func
 
 from shared import messaging
+from shared.caller import caller_id
 from shared.http_io import error_boundary, json_response, read_fields, require_method
+from shared.idempotency import idempotent
 from shared.settings import get_settings
+from shared.store import get_store
 from shared.twilio_client import get_client
 
 bp = func.Blueprint()
@@ -19,7 +25,13 @@ bp = func.Blueprint()
 @error_boundary
 def send_sms(req: func.HttpRequest) -> func.HttpResponse:
     require_method(req, "POST")
-    settings = get_settings()
-    request = messaging.parse_sms_request(read_fields(req), settings)
-    result = messaging.send_sms(request, settings, get_client(settings))
-    return json_response(result, status_code=201)
+    settings, store = get_settings(), get_store(get_settings())
+    fields = read_fields(req)
+    request = messaging.parse_sms_request(fields, settings)
+
+    def send() -> func.HttpResponse:
+        client = get_client(settings)
+        result = messaging.send_sms(request, settings, client, store, caller_id(req))
+        return json_response(result, status_code=201)
+
+    return idempotent(req, "SendSms", fields, store, settings, send)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import secrets
+import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,7 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     load_local_settings(Path(args.settings))
     sandbox = args.sandbox or not os.environ.get("TWILIO_ACCOUNT_SID", "").strip()
     try:
-        asyncio.run(serve(args.host, args.port, args.sandbox_port, sandbox))
+        with azurite_if(args.azurite):
+            asyncio.run(serve(args, sandbox))
     except KeyboardInterrupt:
         pass
     except OSError as exc:  # typically a port taken by another devhost or func start
@@ -53,7 +57,33 @@ def load_local_settings(path: Path) -> None:
         os.environ.setdefault(key, str(value))
 
 
-async def serve(host: str, port: int, sandbox_port: int, sandbox: bool) -> None:
+@contextlib.contextmanager
+def azurite_if(wanted: bool) -> Iterator[None]:
+    """Run Azurite's table service on its default port and point the state store at it."""
+    if not wanted:
+        yield
+        return
+    binary = ROOT / "node_modules" / ".bin" / "azurite-table"
+    if not binary.exists():
+        sys.exit("devhost: Azurite is not installed; run `npm ci` (make does) first.")
+    location = ROOT / ".azurite"
+    location.mkdir(exist_ok=True)
+    process = subprocess.Popen(
+        [str(binary), "--tableHost", "127.0.0.1", "--tablePort", "10002", "--location",
+         str(location), "--silent", "--skipApiVersionCheck", "--disableTelemetry"],
+    )  # fmt: skip
+    if not os.environ.get("STATE_STORE_CONNECTION", "").strip():
+        os.environ["STATE_STORE_CONNECTION"] = "UseDevelopmentStorage=true"
+    print(f"devhost: Azurite table service on 127.0.0.1:10002 (data in {location})", flush=True)
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def serve(args: argparse.Namespace, sandbox: bool) -> None:
+    host, port = args.host, args.port
     threads = int(
         os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT") or min(32, (os.cpu_count() or 1) + 4)
     )
@@ -61,8 +91,8 @@ async def serve(host: str, port: int, sandbox_port: int, sandbox: bool) -> None:
     sandbox_url = None
     if sandbox:
         token = secrets.token_hex(16)  # fresh per run: nothing to leak, nothing to commit
-        sandbox_app = create_sandbox_app(SandboxConfig(SANDBOX_ACCOUNT_SID, token))
-        sandbox_url = await _start(sandbox_app, host, sandbox_port, runners)
+        config = SandboxConfig(SANDBOX_ACCOUNT_SID, token, reach_internet=args.sandbox_internet)
+        sandbox_url = await _start(create_sandbox_app(config), host, args.sandbox_port, runners)
         os.environ.update(
             TWILIO_ACCOUNT_SID=SANDBOX_ACCOUNT_SID,
             TWILIO_AUTH_TOKEN=token,
@@ -145,6 +175,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=7071, help="host port (0: any free port)")
     parser.add_argument("--sandbox-port", type=int, default=7072, help="sandbox port (0: any)")
     parser.add_argument("--settings", default=str(ROOT / "local.settings.json"))
+    parser.add_argument(
+        "--azurite",
+        action="store_true",
+        help="start Azurite (table service, 127.0.0.1:10002) and keep state in it",
+    )
+    parser.add_argument(
+        "--sandbox-internet", action="store_true",
+        help="let the sandbox fetch TwiML from and post callbacks to hosts beyond 127.0.0.1",
+    )  # fmt: skip
     parser.add_argument(
         "--sandbox", action="store_true", help="use the sandbox even with credentials"
     )

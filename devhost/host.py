@@ -102,14 +102,27 @@ async def to_functions_request(request: web.Request) -> func.HttpRequest:
     # raw_path keeps the query byte for byte, as the host hands it to the worker:
     # Twilio signatures are computed over exactly those bytes.
     url = f"{request.scheme}://{request.host}{request.raw_path}"
+    headers = dict(request.headers)
+    headers["X-Forwarded-For"] = _forwarded_for(request)
     return func.HttpRequest(
         method=request.method,
         url=url,
-        headers=dict(request.headers),
+        headers=headers,
         params={key: value for key, value in request.query.items()},  # last one wins
         route_params=dict(request.match_info),
         body=body,
     )
+
+
+def _forwarded_for(request: web.Request) -> str:
+    """Append the peer as Azure's front end does (`ip:port`, `[v6]:port`) to what came in."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    hop = ""
+    if peer:
+        host, port = peer[0], peer[1]
+        hop = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    incoming = request.headers.get("X-Forwarded-For", "")
+    return ", ".join(part for part in (incoming, hop) if part)
 
 
 def to_aiohttp_response(result: Any) -> web.Response:

@@ -6,9 +6,15 @@ test-credential magic numbers, and for a created call does what Twilio does: fet
 the call's TwiML URL with Twilio's parameters and a valid X-Twilio-Signature, checks
 the answer, and records what the callee would have heard.
 
-Sandbox-only magic numbers (not Twilio's) make transport failures reproducible:
-+15005550428 is rate limited (429) on the first try of each body, +15005550429 always,
-+15005550500 gets a Twilio 500, +15005550504 is answered only after `slow_seconds`.
+Unlike Twilio's test credentials it also posts signed status callbacks: messages go
+queued → sent → delivered, calls initiated → ringing → in-progress → completed after
+their TwiML is fetched. `GET /sandbox/messages/{sid}?wait=N` (and calls) waits until
+every callback of that SID has been answered, so tests need not poll.
+
+Sandbox-only magic numbers (not Twilio's) make failures reproducible: +15005550428 is
+rate limited (429) on the first try of each body, +15005550429 always, +15005550500 gets
+a Twilio 500, +15005550504 is answered only after `slow_seconds`; SMS to +15005550303
+end undelivered (30003), to +15005550308 failed (30008).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import contextlib
 import logging
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -35,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 API = "/2010-04-01/Accounts/{account}"
 TWILIO_TIMEOUT_SECONDS = 15  # how long Twilio waits for a TwiML document
+NOT_REACHED = "not sent: the sandbox only reaches 127.0.0.1 (python -m devhost --sandbox-internet)"
 TERMINAL_CALL_STATES = frozenset({"completed", "failed", "busy", "no-answer", "canceled"})
 
 # To-number magic for Messages and Calls: (status, code, message)
@@ -62,6 +70,11 @@ _CALL_TO_ERRORS = {
 }
 _CALL_FROM_ERRORS = {
     "+15005550001": (400, 21212, "The 'From' number {from_} is not a valid phone number."),
+}
+# Sandbox-only: accepted, then fail on the way to the handset (seen in status callbacks).
+_MESSAGE_OUTCOMES = {
+    "+15005550303": ("undelivered", 30003, "Unreachable destination handset"),
+    "+15005550308": ("failed", 30008, "Unknown error"),
 }
 RATE_LIMITED_ONCE = "+15005550428"
 RATE_LIMITED = "+15005550429"
@@ -94,6 +107,8 @@ class SandboxConfig:
     auth_token: str
     api_keys: dict[str, str] = field(default_factory=dict)
     slow_seconds: float = 5.0
+    # Off by default so tests and CI never send traffic beyond this machine.
+    reach_internet: bool = False
 
 
 @dataclass
@@ -131,6 +146,7 @@ def create_sandbox_app(config: SandboxConfig) -> web.Application:
     app.router.add_get(f"{API}/Calls/{{sid}}.json", sandbox.fetch_call)
     app.router.add_get("/sandbox/messages", sandbox.list_messages)
     app.router.add_get("/sandbox/calls", sandbox.list_calls)
+    app.router.add_get("/sandbox/messages/{sid}", sandbox.show_message)
     app.router.add_get("/sandbox/calls/{sid}", sandbox.show_call)
     app.router.add_get("/sandbox/requests", sandbox.list_requests)
     app.router.add_post("/sandbox/reset", sandbox.reset)
@@ -195,6 +211,8 @@ class _Sandbox:
             "media_url": media,
         }
         self.state.messages[sid] = message
+        self.state.settled[sid] = asyncio.Event()
+        self._spawn(self._deliver_message(sid, form.get("StatusCallback", "")))
         return web.json_response(_public(message), status=201)
 
     async def fetch_message(self, request: web.Request) -> web.Response:
@@ -245,10 +263,10 @@ class _Sandbox:
         }
         self.state.calls[sid] = call
         self.state.settled[sid] = asyncio.Event()
-        method = form.get("Method", "POST").upper()
-        task = asyncio.create_task(self._run_call(sid, url, method, twiml))
-        self.state.tasks.add(task)
-        task.add_done_callback(self.state.tasks.discard)
+        # twilio-python repeats the parameter; Twilio also takes one space-separated value.
+        events = {e for value in form.getall("StatusCallbackEvent", []) for e in value.split()}
+        callback = _Callback(form.get("StatusCallback", ""), events or {"completed"})
+        self._spawn(self._run_call(sid, url, form.get("Method", "POST").upper(), twiml, callback))
         return web.json_response(_public(call), status=201)
 
     async def fetch_call(self, request: web.Request) -> web.Response:
@@ -262,16 +280,22 @@ class _Sandbox:
     async def list_calls(self, request: web.Request) -> web.Response:
         return web.json_response({"calls": list(self.state.calls.values())})
 
+    async def show_message(self, request: web.Request) -> web.Response:
+        return await self._show(request, self.state.messages)
+
     async def show_call(self, request: web.Request) -> web.Response:
-        """One call; `?wait=N` waits up to N seconds for it to finish."""
+        return await self._show(request, self.state.calls)
+
+    async def _show(self, request: web.Request, store: dict[str, dict[str, Any]]) -> web.Response:
+        """One resource; `?wait=N` waits up to N seconds until its callbacks are all answered."""
         sid = request.match_info["sid"]
-        if sid not in self.state.calls:
-            return web.json_response({"error": "no such call"}, status=404)
+        if sid not in store:
+            return web.json_response({"error": "not found"}, status=404)
         wait = min(float(request.query.get("wait", "0") or 0), 30.0)
         if wait > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.state.settled[sid].wait(), wait)
-        return web.json_response(self.state.calls[sid])
+        return web.json_response(store[sid])
 
     async def list_requests(self, request: web.Request) -> web.Response:
         return web.json_response({"requests": self.state.requests})
@@ -287,6 +311,10 @@ class _Sandbox:
         await asyncio.gather(*self.state.tasks, return_exceptions=True)
 
     # Internals ------------------------------------------------------------------------
+
+    def _may_reach(self, url: str) -> bool:
+        host = URL(url, encoded=True).host or ""
+        return self.config.reach_internet or host in {"localhost", "::1"} or host.startswith("127.")
 
     async def _authorized_form(self, request: web.Request, resource: str) -> Any:
         form = await request.post()
@@ -340,13 +368,44 @@ class _Sandbox:
         if to == SLOW:
             await asyncio.sleep(self.config.slow_seconds)
 
-    async def _run_call(self, sid: str, url: str, method: str, inline_twiml: str) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
+
+    async def _deliver_message(self, sid: str, callback_url: str) -> None:
+        message = self.state.messages[sid]
+        final, code, error = _MESSAGE_OUTCOMES.get(message["to"], ("delivered", None, None))
+        steps = (
+            [message["status"], "queued", "sent", final]
+            if final != "failed"
+            else [message["status"], "queued", final]
+        )
+        try:
+            for status in dict.fromkeys(steps):  # in order, without repeats
+                message.update(status=status, date_updated=_rfc2822())
+                if status == final and code:
+                    message.update(error_code=code, error_message=error)
+                if callback_url:
+                    await self._post_callback(message, callback_url, {
+                        "MessageSid": sid, "SmsSid": sid, "AccountSid": self.config.account_sid,
+                        "MessageStatus": status, "SmsStatus": status, "From": message["from"] or "",
+                        "To": message["to"], "ApiVersion": "2010-04-01",
+                        **({"ErrorCode": str(code)} if status == final and code else {}),
+                    })  # fmt: skip
+        finally:
+            self.state.settled[sid].set()
+
+    async def _run_call(
+        self, sid: str, url: str, method: str, inline_twiml: str, callback: _Callback
+    ) -> None:
         call = self.state.calls[sid]
         try:
-            call["status"] = "ringing"
-            await asyncio.sleep(0)
-            call["status"] = "in-progress"
-            call["start_time"] = _rfc2822()
+            for status, event in (("initiated", "initiated"), ("ringing", "ringing")):
+                call["status"] = status
+                await self._call_event(call, callback, event)
+            call["status"], call["start_time"] = "in-progress", _rfc2822()
+            await self._call_event(call, callback, "answered")
             document = inline_twiml or await self._fetch_twiml(call, url, method)
             if document is not None:
                 call["heard"] = _what_is_heard(document)
@@ -359,7 +418,47 @@ class _Sandbox:
             _fail(call, 11200, "HTTP retrieval failure")
         finally:
             call["end_time"] = call["date_updated"] = _rfc2822()
-            self.state.settled[sid].set()
+            try:
+                await self._call_event(call, callback, "completed")
+            finally:
+                self.state.settled[sid].set()
+
+    async def _call_event(self, call: dict[str, Any], callback: _Callback, event: str) -> None:
+        if not callback.url or event not in callback.events:
+            return
+        params = {
+            "CallSid": call["sid"], "AccountSid": self.config.account_sid,
+            "CallStatus": call["status"], "From": call["from"], "To": call["to"],
+            "Direction": "outbound-api", "ApiVersion": "2010-04-01",
+            "Timestamp": _rfc2822(), "SequenceNumber": str(len(call.get("callbacks", []))),
+        }  # fmt: skip
+        if event == "completed":
+            params["CallDuration"] = call["duration"] or "0"
+        await self._post_callback(call, callback.url, params)
+
+    async def _post_callback(
+        self, resource: dict[str, Any], url: str, params: dict[str, str]
+    ) -> None:
+        """POST a signed status callback as Twilio does; record how it was answered."""
+        status = params.get("MessageStatus") or params.get("CallStatus")
+        if not self._may_reach(url):
+            resource.setdefault("callbacks", []).append({"status": status, "response": NOT_REACHED})
+            return
+        signature = self.validator.compute_signature(url, params)
+        timeout = aiohttp.ClientTimeout(total=TWILIO_TIMEOUT_SECONDS)
+        answer: int | str
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(
+                    URL(url, encoded=True), data=params,
+                    headers={"X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1"},
+                ) as response,
+            ):  # fmt: skip
+                answer = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            answer = type(exc).__name__
+        resource.setdefault("callbacks", []).append({"status": status, "response": answer})
 
     async def _fetch_twiml(self, call: dict[str, Any], url: str, method: str) -> str | None:
         params = {
@@ -382,6 +481,10 @@ class _Sandbox:
             data = params
         record: dict[str, Any] = {"url": url, "method": method}
         call["twiml_request"] = record
+        if not self._may_reach(url):
+            record["error"] = NOT_REACHED
+            _fail(call, 11200, "HTTP retrieval failure")
+            return None
         timeout = aiohttp.ClientTimeout(total=TWILIO_TIMEOUT_SECONDS)
         try:
             async with (
@@ -444,7 +547,13 @@ def _public(resource: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if k not in _SANDBOX_ONLY_FIELDS}
 
 
-_SANDBOX_ONLY_FIELDS = frozenset({"media_url", "twiml_request", "heard"})
+_SANDBOX_ONLY_FIELDS = frozenset({"media_url", "twiml_request", "heard", "callbacks"})
+
+
+@dataclass(frozen=True)
+class _Callback:
+    url: str
+    events: set[str]
 
 
 def _rfc2822() -> str:

@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared import policy, twiml
+from shared.deliveries import CALL_EVENTS, remember_created, status_callback_url
+from shared.limits import check_before_send
 from shared.messaging import parse_number
 from shared.phone import PhoneNumber, mask
 from shared.settings import Settings
+from shared.store import Store
 from shared.twilio_client import with_rate_limit_retry
 from shared.validation import FieldReader
 from shared.webhooks import function_url
@@ -58,13 +61,17 @@ def parse_call_request(fields: Mapping[str, Any], settings: Settings) -> CallReq
     return CallRequest(to=to, from_number=sender, twiml_url=url)
 
 
-def place_call(request: CallRequest, settings: Settings, client: Client) -> dict[str, Any]:
-    call = with_rate_limit_retry(
-        settings,
-        lambda: client.calls.create(
-            to=request.to.e164, from_=request.from_number, url=request.twiml_url
-        ),
-    )
-    logger.info("Call %s to %s: %s", call.sid, mask(request.to.e164), call.status)
+def place_call(
+    request: CallRequest, settings: Settings, client: Client, store: Store, caller: str
+) -> dict[str, Any]:
+    to = request.to.e164
+    check_before_send(store, settings, caller=caller, destination=to, sms=False)
+    options: dict[str, Any] = {"to": to, "from_": request.from_number, "url": request.twiml_url}
+    callback = status_callback_url(settings)
+    if callback:
+        options.update(status_callback=callback, status_callback_event=list(CALL_EVENTS))
+    call = with_rate_limit_retry(settings, lambda: client.calls.create(**options))
+    logger.info("Call %s to %s: %s", call.sid, mask(to), call.status)
+    remember_created(store, "call", call.sid, caller=caller, to=to, status=call.status)
     # twilio-python names this attribute `_from` on calls (but `from_` on messages).
     return {"sid": call.sid, "status": call.status, "to": call.to, "from": call._from}

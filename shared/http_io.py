@@ -81,23 +81,28 @@ def error_boundary(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
-        try:
-            return handler(req)
-        except AppError as error:
-            return _answer(handler, error)
-        except Exception as exc:  # the last line of defence: never a stack trace out
-            known = _known_failure(exc)
-            if known is None:
-                logger.exception("Unhandled error in %s", handler.__name__)
-                known = AppError("An unexpected error occurred.")
-            return _answer(handler, known)
+        return as_response(lambda: handler(req), handler.__name__)
 
     return wrapper
 
 
-def _answer(handler: Handler, error: AppError) -> func.HttpResponse:
+def as_response(operation: Callable[[], func.HttpResponse], name: str) -> func.HttpResponse:
+    """The operation's response, or the problem response for whatever it raised."""
+    try:
+        return operation()
+    except AppError as error:
+        return _answer(name, error)
+    except Exception as exc:  # the last line of defence: never a stack trace out
+        known = _known_failure(exc)
+        if known is None:
+            logger.exception("Unhandled error in %s", name)
+            known = AppError("An unexpected error occurred.")
+        return _answer(name, known)
+
+
+def _answer(name: str, error: AppError) -> func.HttpResponse:
     if error.status_code >= 500:
-        logger.warning("%s answered %d: %s", handler.__name__, error.status_code, error.title)
+        logger.warning("%s answered %d: %s", name, error.status_code, error.title)
     return problem_response(error)
 
 

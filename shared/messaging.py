@@ -7,9 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from twilio.base.exceptions import TwilioRestException
+
 from shared import policy
+from shared.deliveries import remember_created, status_callback_url
+from shared.limits import OPTED_OUT_CODE, check_before_send
 from shared.phone import InvalidPhoneNumber, PhoneNumber, mask, to_e164
 from shared.settings import Settings
+from shared.store import Store, StoreUnavailable
 from shared.twilio_client import with_rate_limit_retry
 from shared.validation import FieldReader, is_http_url
 
@@ -52,8 +57,12 @@ def parse_sms_request(fields: Mapping[str, Any], settings: Settings) -> SmsReque
     return SmsRequest(to=to, body=body, sender=sender, media_urls=media)
 
 
-def send_sms(request: SmsRequest, settings: Settings, client: Client) -> dict[str, Any]:
-    options: dict[str, Any] = {"to": request.to.e164}
+def send_sms(
+    request: SmsRequest, settings: Settings, client: Client, store: Store, caller: str
+) -> dict[str, Any]:
+    to = request.to.e164
+    check_before_send(store, settings, caller=caller, destination=to, sms=True)
+    options: dict[str, Any] = {"to": to}
     if request.body is not None:
         options["body"] = request.body
     if request.media_urls:
@@ -62,8 +71,17 @@ def send_sms(request: SmsRequest, settings: Settings, client: Client) -> dict[st
         options["messaging_service_sid"] = request.sender.messaging_service_sid
     else:
         options["from_"] = request.sender.from_number
-    message = with_rate_limit_retry(settings, lambda: client.messages.create(**options))
-    logger.info("SMS %s to %s: %s", message.sid, mask(request.to.e164), message.status)
+    callback = status_callback_url(settings)
+    if callback:
+        options["status_callback"] = callback
+    try:
+        message = with_rate_limit_retry(settings, lambda: client.messages.create(**options))
+    except TwilioRestException as exc:
+        if exc.code == OPTED_OUT_CODE:
+            _remember_opt_out(store, to)
+        raise
+    logger.info("SMS %s to %s: %s", message.sid, mask(to), message.status)
+    remember_created(store, "message", message.sid, caller=caller, to=to, status=message.status)
     return {
         "sid": message.sid,
         "status": message.status,
@@ -73,6 +91,13 @@ def send_sms(request: SmsRequest, settings: Settings, client: Client) -> dict[st
         "numSegments": _int_or_none(message.num_segments),
         "dateCreated": message.date_created.isoformat() if message.date_created else None,
     }
+
+
+def _remember_opt_out(store: Store, number: str) -> None:
+    try:
+        store.add_opt_out(number)
+    except StoreUnavailable:
+        logger.error("Could not record the opt-out of %s", mask(number))
 
 
 def parse_number(

@@ -26,6 +26,23 @@ _MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 _REGION = re.compile(r"[A-Z]{2}")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+_LIMIT = re.compile(r"(\d{1,9})\s*/\s*(second|minute|hour|day)")
+_WINDOW_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,29}")
+# Azurite's documented, public development account (what UseDevelopmentStorage=true means).
+DEVELOPMENT_STORAGE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most `count` operations per fixed window of `window_seconds`."""
+
+    count: int
+    window_seconds: int
 
 
 class Secret:
@@ -73,6 +90,12 @@ class Settings:
     rate_limit_retries: int = 2
     rate_limit_backoff: float = 1.0
     worker_threads: int = 8
+    store_connection: Secret | None = None  # None: the in-memory store (one process only)
+    store_table_prefix: str = "Twilio"
+    store_fail_open: bool = False
+    limit_per_destination: Limit | None = Limit(5, 3600)
+    limit_per_caller: Limit | None = Limit(30, 3600)
+    limit_global: Limit | None = Limit(1000, 86400)
 
     @property
     def twilio_mode(self) -> TwilioMode:
@@ -130,6 +153,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         worker_threads=int(
             env.number("PYTHON_THREADPOOL_THREAD_COUNT", _default_threads(), low=1, high=256)
         ),
+        store_connection=_store_connection(env),
+        store_table_prefix=env.matching(
+            "STATE_TABLE_PREFIX", _TABLE_PREFIX, "letters and digits, starting with a letter"
+        )
+        or Settings.store_table_prefix,
+        store_fail_open=env.choice("STATE_STORE_FAILURE_MODE", ("closed", "open"), "closed")
+        == "open",
+        limit_per_destination=env.limit("LIMIT_PER_DESTINATION", Settings.limit_per_destination),
+        limit_per_caller=env.limit("LIMIT_PER_CALLER", Settings.limit_per_caller),
+        limit_global=env.limit("LIMIT_GLOBAL", Settings.limit_global),
     )
 
 
@@ -137,6 +170,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings, read on first use (never at import: cold start, tests)."""
     return load_settings()
+
+
+def _store_connection(env: _Env) -> Secret | None:
+    # A dedicated connection wins; otherwise the storage account the Function App has anyway.
+    value = env.get("STATE_STORE_CONNECTION") or env.get("AzureWebJobsStorage")
+    if value is None:
+        return None
+    if value.replace(" ", "").lower() == "usedevelopmentstorage=true":
+        value = DEVELOPMENT_STORAGE
+    return Secret(value)
 
 
 def _default_threads() -> int:
@@ -197,6 +240,23 @@ class _Env:
         if value.lower() in _FALSE:
             return False
         raise InvalidSetting(key, "true or false")
+
+    def choice(self, key: str, options: tuple[str, ...], default: str) -> str:
+        value = (self.get(key) or default).lower()
+        if value not in options:
+            raise InvalidSetting(key, " or ".join(options))
+        return value
+
+    def limit(self, key: str, default: Limit | None) -> Limit | None:
+        value = self.get(key)
+        if value is None:
+            return default
+        if value.lower() == "off":
+            return None
+        match = _LIMIT.fullmatch(value.lower())
+        if not match:
+            raise InvalidSetting(key, "N/second, N/minute, N/hour, N/day or off")
+        return Limit(int(match.group(1)), _WINDOW_SECONDS[match.group(2)])
 
     def base_url(self, key: str) -> str | None:
         value = self.get(key)

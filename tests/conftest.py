@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from aiohttp import web
 
 from devhost.sandbox import SandboxConfig, create_sandbox_app
 from shared.settings import get_settings
+from shared.store import _store_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_SID = "AC" + "0" * 32
@@ -50,6 +53,13 @@ APP_SETTING_KEYS = (
     "TWILIO_API_BASE_URL",
     "WEBSITE_HOSTNAME",
     "PYTHON_THREADPOOL_THREAD_COUNT",
+    "STATE_STORE_CONNECTION",
+    "AzureWebJobsStorage",
+    "STATE_TABLE_PREFIX",
+    "STATE_STORE_FAILURE_MODE",
+    "LIMIT_PER_DESTINATION",
+    "LIMIT_PER_CALLER",
+    "LIMIT_GLOBAL",
 )
 
 
@@ -202,6 +212,7 @@ def app_env(monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox) -> Iterator[SetEn
     set_env()
     yield set_env
     get_settings.cache_clear()
+    _store_for.cache_clear()  # a fresh in-memory store for the next test
 
 
 @dataclass
@@ -249,3 +260,70 @@ def devhost() -> Iterator[DevHost]:
     host = start_devhost()
     yield host
     host.stop()
+
+
+# Azurite -------------------------------------------------------------------------------
+
+AZURITE_BIN = ROOT / "node_modules" / ".bin" / "azurite-table"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Azurite:
+    """A real Azurite table service on 127.0.0.1 (disk-backed, so it survives a restart)."""
+
+    def __init__(self, location: Path) -> None:
+        if not AZURITE_BIN.exists():
+            raise RuntimeError("Azurite is missing: run `make install` (npm ci)")
+        self.location = location
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+            f"AccountKey={AZURITE_KEY};"
+            f"TableEndpoint=http://127.0.0.1:{self.port}/devstoreaccount1;"
+        )
+
+    def start(self) -> Azurite:
+        self.process = subprocess.Popen(
+            [str(AZURITE_BIN), "--tableHost", "127.0.0.1", "--tablePort", str(self.port),
+             "--location", str(self.location), "--silent", "--skipApiVersionCheck",
+             "--disableTelemetry"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("Azurite did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    server = Azurite(tmp_path_factory.mktemp("azurite")).start()
+    yield server
+    server.stop()
+
+
+def table_prefix() -> str:
+    """Tables of their own for each test on the shared Azurite."""
+    return "T" + uuid.uuid4().hex[:16]

@@ -24,6 +24,9 @@ def test_functions_routes_and_auth_levels(indexed: list[Any]) -> None:
         "MakeCall": ("MakeCall", None, "function"),
         "TwiML": ("TwiML", None, "anonymous"),
         "Health": ("health", None, "anonymous"),
+        "StatusCallback": ("StatusCallback", None, "anonymous"),
+        "MessageStatus": ("messages/{sid}", None, "function"),
+        "CallStatus": ("calls/{sid}", None, "function"),
     }
 
 

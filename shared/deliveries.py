@@ -1,0 +1,98 @@
+"""What happened to the messages and calls we created: Twilio's callbacks, and the app's view."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.delivery_status import Delivery, Kind, StatusEvent, advance, claim
+from shared.errors import BadRequest
+from shared.phone import mask
+from shared.settings import Settings
+from shared.store import Store, StoreUnavailable
+from shared.webhooks import function_url
+
+STATUS_CALLBACK_ROUTE = "StatusCallback"
+CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
+
+logger = logging.getLogger(__name__)
+
+
+def status_callback_url(settings: Settings) -> str | None:
+    return function_url(settings, STATUS_CALLBACK_ROUTE) if settings.public_base_url else None
+
+
+def remember_created(
+    store: Store, kind: Kind, sid: str, *, caller: str, to: str, status: str
+) -> None:
+    """Record that `caller` created `sid`. Twilio already accepted it: never fail the request."""
+    try:
+        store.update_delivery(
+            kind,
+            sid,
+            lambda current: claim(
+                current, kind, sid, caller=caller, to=to, status=status, at=now()
+            ),
+        )
+    except StoreUnavailable:
+        logger.error(
+            "Could not record %s %s to %s: its status will not be tracked", kind, sid, mask(to)
+        )
+
+
+def apply_callback(store: Store, fields: Mapping[str, Any]) -> None:
+    """Record one status callback; duplicates and late arrivals change nothing."""
+    if "MessageSid" in fields:
+        kind: Kind = "message"
+        sid, status = fields["MessageSid"], fields.get("MessageStatus") or fields.get("SmsStatus")
+    elif "CallSid" in fields:
+        kind = "call"
+        sid, status = fields["CallSid"], fields.get("CallStatus")
+    else:
+        raise BadRequest("A status callback carries MessageSid or CallSid.")
+    if not isinstance(sid, str) or not isinstance(status, str):
+        raise BadRequest("The callback's Sid and status must be strings.")
+    event = StatusEvent(
+        status=status,
+        at=now(),
+        error_code=_int(fields.get("ErrorCode")),
+        duration=_int(fields.get("CallDuration")),
+    )
+    updated = store.update_delivery(kind, sid, lambda current: advance(current, kind, sid, event))
+    logger.info(
+        "%s %s callback %s -> now %s", kind, sid, status, updated.status if updated else "-"
+    )
+
+
+def view(delivery: Delivery) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "sid": delivery.sid,
+        "status": delivery.status,
+        "to": delivery.to,
+        "errorCode": delivery.error_code,
+        "createdAt": delivery.created_at,
+        "history": [
+            {
+                "status": e.status,
+                "at": e.at,
+                **({"errorCode": e.error_code} if e.error_code else {}),
+            }
+            for e in delivery.history
+        ],
+    }
+    if delivery.kind == "call":
+        body["duration"] = delivery.duration
+    return body
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,250 @@
+"""The Store on Azure Table Storage: shared by every instance, safe across processes.
+
+Every read-modify-write is an optimistic transaction on the entity's ETag (insert fails
+if the row exists; replace fails if it changed since it was read), retried on conflict,
+so concurrent requests from any number of processes never lose an update.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, ParamSpec, TypeVar
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from shared.delivery_status import Delivery, Kind, StatusEvent
+from shared.store import (
+    Claim,
+    IdempotencyRecord,
+    StoredResponse,
+    StoreUnavailable,
+    decide_claim,
+)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+MAX_CONFLICT_RETRIES = 200
+_KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f]")
+
+
+def _available(method: Callable[P, T]) -> Callable[P, T]:
+    """Storage errors become StoreUnavailable: callers fail closed, never unlimited."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(*args, **kwargs)
+        except (ResourceNotFoundError, ResourceExistsError, ResourceModifiedError):
+            raise
+        except HttpResponseError as exc:
+            if exc.status_code is not None and exc.status_code < 500 and exc.status_code != 408:
+                raise
+            raise StoreUnavailable() from exc
+        except AzureError as exc:
+            raise StoreUnavailable() from exc
+
+    return wrapper
+
+
+class TableStore:
+    def __init__(self, connection_string: str, prefix: str) -> None:
+        # Fail fast: a request waiting on a dead store would only time out later.
+        self._service = TableServiceClient.from_connection_string(
+            connection_string, retry_total=1, retry_backoff_factor=0.1,
+            connection_timeout=3, read_timeout=5,
+        )  # fmt: skip
+        self._prefix = prefix
+        self._tables: dict[str, TableClient] = {}
+        self._lock = threading.Lock()
+
+    # Deliveries -------------------------------------------------------------------------
+
+    @_available
+    def delivery(self, kind: Kind, sid: str) -> Delivery | None:
+        entity = self._get(self._table("Deliveries"), _safe(sid), kind)
+        return _delivery(entity) if entity else None
+
+    @_available
+    def update_delivery(
+        self, kind: Kind, sid: str, change: Callable[[Delivery | None], Delivery | None]
+    ) -> Delivery | None:
+        table = self._table("Deliveries")
+        for _ in range(MAX_CONFLICT_RETRIES):
+            entity = self._get(table, _safe(sid), kind)
+            current = _delivery(entity) if entity else None
+            updated = change(current)
+            if updated is None:
+                return current
+            if self._write(table, _delivery_entity(updated), entity):
+                return updated
+        raise StoreUnavailable()
+
+    # Idempotency keys -------------------------------------------------------------------
+
+    @_available
+    def claim_key(
+        self, scope: str, key: str, fingerprint: str, now: float, ttl: float, lease: float
+    ) -> Claim:
+        table = self._table("Idempotency")
+        pk, rk = _digest(scope), _digest(key)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            entity = self._get(table, pk, rk)
+            record = _idempotency_record(entity) if entity else None
+            state = decide_claim(record, fingerprint, now)
+            if state != "new":
+                return Claim(state, record.response if record and state == "done" else None)
+            fresh = {
+                "PartitionKey": pk, "RowKey": rk, "fingerprint": fingerprint,
+                "expires_at": now + ttl, "lease_until": now + lease,
+            }  # fmt: skip
+            if self._write(table, fresh, entity):
+                return Claim("new")
+        raise StoreUnavailable()
+
+    @_available
+    def finish_key(self, scope: str, key: str, response: StoredResponse) -> None:
+        entity = {
+            "PartitionKey": _digest(scope),
+            "RowKey": _digest(key),
+            "response": json.dumps(asdict(response)),
+        }
+        self._table("Idempotency").update_entity(entity, mode=UpdateMode.MERGE)
+
+    @_available
+    def release_key(self, scope: str, key: str) -> None:
+        self._table("Idempotency").delete_entity(_digest(scope), _digest(key))
+
+    # Rate-limit counters ----------------------------------------------------------------
+
+    @_available
+    def consume(self, counter: str, window: int, limit: int, amount: int = 1) -> bool:
+        table = self._table("Counters")
+        pk, rk = _safe(counter), str(window)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            entity = self._get(table, pk, rk)
+            used = int(entity["count"]) if entity else 0
+            if used + amount > limit:
+                return False
+            if self._write(
+                table, {"PartitionKey": pk, "RowKey": rk, "count": used + amount}, entity
+            ):
+                return True
+            time.sleep(random.uniform(0, 0.01))  # spread out the losers of a race
+        raise StoreUnavailable()
+
+    # Opt-outs ---------------------------------------------------------------------------
+
+    @_available
+    def add_opt_out(self, number: str) -> None:
+        self._table("OptOuts").upsert_entity({"PartitionKey": "optout", "RowKey": _safe(number)})
+
+    @_available
+    def is_opted_out(self, number: str) -> bool:
+        return self._get(self._table("OptOuts"), "optout", _safe(number)) is not None
+
+    # Internals --------------------------------------------------------------------------
+
+    def _table(self, name: str) -> TableClient:
+        with self._lock:
+            if name not in self._tables:
+                self._tables[name] = self._service.create_table_if_not_exists(self._prefix + name)
+            return self._tables[name]
+
+    @staticmethod
+    def _get(table: TableClient, pk: str, rk: str) -> Any:
+        try:
+            return table.get_entity(pk, rk)
+        except ResourceNotFoundError:
+            return None
+
+    @staticmethod
+    def _write(table: TableClient, entity: dict[str, Any], read: Any) -> bool:
+        """Insert if nothing was read, else replace only if unchanged; False on a lost race."""
+        try:
+            if read is None:
+                table.create_entity(entity)
+            else:
+                table.update_entity(
+                    entity, mode=UpdateMode.REPLACE,
+                    etag=read.metadata["etag"], match_condition=MatchConditions.IfNotModified,
+                )  # fmt: skip
+        except (ResourceExistsError, ResourceModifiedError):
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code in (409, 412):
+                return False
+            raise
+        return True
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _safe(value: str) -> str:
+    return _KEY_UNSAFE.sub("_", value)
+
+
+def _delivery_entity(delivery: Delivery) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": _safe(delivery.sid),
+        "RowKey": delivery.kind,
+        "sid": delivery.sid,
+        "status": delivery.status,
+        "history": json.dumps([asdict(event) for event in delivery.history]),
+        "error_code": delivery.error_code,
+        "duration": delivery.duration,
+        "caller": delivery.caller,
+        "to": delivery.to,
+        "created_at": delivery.created_at,
+    }
+    return {key: value for key, value in entity.items() if value is not None}
+
+
+def _delivery(entity: Any) -> Delivery:
+    return Delivery(
+        kind=entity["RowKey"],
+        sid=entity["sid"],
+        status=entity["status"],
+        history=tuple(StatusEvent(**event) for event in json.loads(entity["history"])),
+        error_code=entity.get("error_code"),
+        duration=entity.get("duration"),
+        caller=entity.get("caller"),
+        to=entity.get("to"),
+        created_at=entity.get("created_at"),
+    )
+
+
+def _idempotency_record(entity: Any) -> IdempotencyRecord:
+    response = entity.get("response")
+    stored = None
+    if response:
+        data = json.loads(response)
+        stored = StoredResponse(
+            status_code=data["status_code"],
+            body=data["body"],
+            content_type=data["content_type"],
+            headers=tuple(tuple(pair) for pair in data["headers"]),
+        )
+    return IdempotencyRecord(
+        fingerprint=entity["fingerprint"],
+        expires_at=float(entity["expires_at"]),
+        lease_until=float(entity["lease_until"]),
+        response=stored,
+    )

@@ -1,0 +1,160 @@
+"""One contract, two backends: the same tests against the in-memory store and Azurite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import pytest
+
+from shared.delivery_status import Delivery, StatusEvent, advance, claim
+from shared.store import MemoryStore, Store, StoredResponse
+from shared.table_store import TableStore
+from tests.conftest import Azurite, table_prefix
+
+SID = "SM" + "1" * 32
+OK = StoredResponse(201, '{"sid": "SM1"}', "application/json", (("X-Test", "1"),))
+
+
+@pytest.fixture(params=["memory", "table"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore()
+    else:
+        azurite: Azurite = request.getfixturevalue("azurite")
+        yield TableStore(azurite.connection_string, table_prefix())
+
+
+def callback(store: Store, status: str, error_code: int | None = None) -> Delivery | None:
+    event = StatusEvent(status, f"t-{status}", error_code)
+    return store.update_delivery("message", SID, lambda cur: advance(cur, "message", SID, event))
+
+
+def test_created_then_callbacks_in_order(store: Store) -> None:
+    store.update_delivery(
+        "message", SID,
+        lambda cur: claim(cur, "message", SID, caller="ip:1", to="+14155550100", status="queued", at="t0"),
+    )  # fmt: skip
+    for status in ("queued", "sent", "sent", "delivered"):
+        callback(store, status)
+    record = store.delivery("message", SID)
+    assert record == Delivery(
+        kind="message", sid=SID, status="delivered",
+        history=(StatusEvent("queued", "t0"), StatusEvent("sent", "t-sent"), StatusEvent("delivered", "t-delivered")),
+        caller="ip:1", to="+14155550100", created_at="t0",
+    )  # fmt: skip
+
+
+def test_status_never_moves_backwards_and_terminal_stays(store: Store) -> None:
+    callback(store, "delivered")
+    callback(store, "sent")
+    callback(store, "failed", 30008)
+    assert store.delivery("message", SID) == Delivery(
+        "message", SID, "delivered", (StatusEvent("delivered", "t-delivered"),)
+    )
+    callback(store, "read")
+    assert store.delivery("message", SID).status == "read"  # type: ignore[union-attr]
+
+
+def test_failure_keeps_its_error_code(store: Store) -> None:
+    callback(store, "sent")
+    callback(store, "undelivered", 30003)
+    record = store.delivery("message", SID)
+    assert record is not None
+    assert (record.status, record.error_code) == ("undelivered", 30003)
+
+
+def test_callbacks_before_creation_are_kept_and_the_owner_added(store: Store) -> None:
+    callback(store, "sent")
+    assert store.delivery("message", SID).caller is None  # type: ignore[union-attr]
+    store.update_delivery(
+        "message", SID,
+        lambda cur: claim(cur, "message", SID, caller="ip:1", to="+1", status="queued", at="t0"),
+    )  # fmt: skip
+    record = store.delivery("message", SID)
+    assert record is not None
+    assert (record.status, record.caller, [e.status for e in record.history]) == (
+        "sent",
+        "ip:1",
+        ["sent"],
+    )
+
+
+def test_unknown_sid(store: Store) -> None:
+    assert store.delivery("call", SID) is None
+
+
+def test_concurrent_updates_are_never_lost(store: Store) -> None:
+    def append(index: int) -> None:
+        store.update_delivery(
+            "call", SID,
+            lambda cur: replace(cur, history=(*cur.history, StatusEvent(str(index), "t")))
+            if cur else Delivery("call", SID, "queued", (StatusEvent(str(index), "t"),)),
+        )  # fmt: skip
+
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(append, range(20)))
+    record = store.delivery("call", SID)
+    assert record is not None
+    assert sorted(int(e.status) for e in record.history) == list(range(20))
+
+
+# Idempotency keys ---------------------------------------------------------------------
+
+
+def test_claim_lifecycle(store: Store) -> None:
+    assert store.claim_key("s", "k", "f1", 1000, ttl=100, lease=10).state == "new"
+    assert store.claim_key("s", "k", "f1", 1001, ttl=100, lease=10).state == "in_flight"
+    assert store.claim_key("s", "k", "f2", 1001, ttl=100, lease=10).state == "mismatch"
+    store.finish_key("s", "k", OK)
+    done = store.claim_key("s", "k", "f1", 1002, ttl=100, lease=10)
+    assert (done.state, done.response) == ("done", OK)
+    assert store.claim_key("s", "other", "f1", 1002, ttl=100, lease=10).state == "new"
+    assert store.claim_key("other", "k", "f1", 1002, ttl=100, lease=10).state == "new"
+
+
+def test_expired_keys_and_abandoned_leases_can_be_claimed_again(store: Store) -> None:
+    assert store.claim_key("s", "k", "f1", 1000, ttl=100, lease=10).state == "new"
+    assert store.claim_key("s", "k", "f1", 1011, ttl=100, lease=10).state == "new"  # lease over
+    store.finish_key("s", "k", OK)
+    assert store.claim_key("s", "k", "f2", 1111, ttl=100, lease=10).state == "new"  # expired
+
+
+def test_released_key_is_free(store: Store) -> None:
+    store.claim_key("s", "k", "f1", 1000, ttl=100, lease=10)
+    store.release_key("s", "k")
+    assert store.claim_key("s", "k", "f2", 1001, ttl=100, lease=10).state == "new"
+
+
+def test_exactly_one_concurrent_claim_wins(store: Store) -> None:
+    with ThreadPoolExecutor(10) as pool:
+        states = list(
+            pool.map(lambda _: store.claim_key("s", "k", "f", 1000, 100, 10).state, range(20))
+        )
+    assert sorted(states) == ["in_flight"] * 19 + ["new"]
+
+
+# Counters and opt-outs ----------------------------------------------------------------
+
+
+def test_counter_stops_at_the_limit_per_window(store: Store) -> None:
+    assert [store.consume("dest:+1", 0, 3) for _ in range(5)] == [True, True, True, False, False]
+    assert store.consume("dest:+1", 3600, 3) is True
+    assert store.consume("dest:+2", 0, 3, amount=3) is True
+    assert store.consume("dest:+2", 0, 3, amount=1) is False
+    assert store.consume("dest:+3", 0, 3, amount=4) is False
+
+
+def test_concurrent_consumers_never_pass_the_limit(store: Store) -> None:
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(lambda _: store.consume("global", 0, 7), range(30)))
+    assert results.count(True) == 7
+
+
+def test_opt_outs(store: Store) -> None:
+    assert store.is_opted_out("+14155550100") is False
+    store.add_opt_out("+14155550100")
+    store.add_opt_out("+14155550100")
+    assert store.is_opted_out("+14155550100") is True
+    assert store.is_opted_out("+14155550101") is False
