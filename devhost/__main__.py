@@ -152,10 +152,8 @@ def _banner(functions: list, prefix: str, host_url: str, sandbox_url: str | None
             f"  What it called:  curl {sandbox_url}/sandbox/calls",
         ]
     else:
-        lines += [
-            "",
-            f"LIVE MODE: requests go to Twilio as account {os.environ.get('TWILIO_ACCOUNT_SID')}.",
-        ]
+        api = os.environ.get("TWILIO_API_BASE_URL") or "Twilio"
+        lines += ["", f"Requests go to {api} as account {os.environ.get('TWILIO_ACCOUNT_SID')}."]
     lines += [
         "",
         "Try:",

@@ -366,7 +366,10 @@ class _Sandbox:
         if to == SERVER_ERROR:
             raise TwilioError(500, 20500, "Internal Server Error")
         if to == SLOW:
+            state = self.state
             await asyncio.sleep(self.config.slow_seconds)
+            if self.state is not state:  # reset meanwhile: the caller has long gone
+                raise TwilioError(503, 20503, "Service Unavailable")
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)

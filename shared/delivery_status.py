@@ -74,10 +74,17 @@ def claim(
     current: Delivery | None, kind: Kind, sid: str, *, caller: str, to: str, status: str, at: str
 ) -> Delivery:
     """Mark a SID as created by `caller` through us, keeping callbacks that beat us to it."""
+    event = StatusEvent(status=status, at=at)
     if current is None:
-        event = StatusEvent(status=status, at=at)
         return Delivery(kind, sid, status, (event,), caller=caller, to=to, created_at=at)
-    return replace(current, caller=caller, to=to, created_at=at)
+    # Callbacks beat us to it: keep their (later) status, but let the history start at
+    # the status Twilio answered the create with, so it reads the same whoever came first.
+    ranks = _RANKS[kind]
+    first = current.history[0].status if current.history else current.status
+    history = current.history
+    if status in ranks and ranks[status] < ranks.get(first, -1):
+        history = (event, *history)
+    return replace(current, history=history, caller=caller, to=to, created_at=at)
 
 
 def _moves_forward(ranks: dict[str, int], old: str, new: str) -> bool:

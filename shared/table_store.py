@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import random
 import re
 import threading
@@ -37,6 +38,9 @@ from shared.store import (
     decide_claim,
 )
 
+# azure-core logs every request (URL, headers) at INFO; keys and numbers are in URLs.
+logging.getLogger("azure").setLevel(logging.WARNING)
+
 P = ParamSpec("P")
 T = TypeVar("T")
 MAX_CONFLICT_RETRIES = 200
@@ -44,20 +48,29 @@ _KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f]")
 
 
 def _available(method: Callable[P, T]) -> Callable[P, T]:
-    """Storage errors become StoreUnavailable: callers fail closed, never unlimited."""
+    """Storage errors become StoreUnavailable (callers fail closed, never unlimited); a
+    table that vanished (deleted, or an emulator restarted empty) is created again."""
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return method(*args, **kwargs)
-        except (ResourceNotFoundError, ResourceExistsError, ResourceModifiedError):
-            raise
-        except HttpResponseError as exc:
-            if exc.status_code is not None and exc.status_code < 500 and exc.status_code != 408:
+        for attempt in (1, 2):
+            try:
+                return method(*args, **kwargs)
+            except ResourceNotFoundError as exc:
+                if "TableNotFound" not in str(exc) or attempt == 2:
+                    raise
+                store = args[0]
+                assert isinstance(store, TableStore)
+                store.forget_tables()
+            except (ResourceExistsError, ResourceModifiedError):
                 raise
-            raise StoreUnavailable() from exc
-        except AzureError as exc:
-            raise StoreUnavailable() from exc
+            except HttpResponseError as exc:
+                if exc.status_code is not None and exc.status_code < 500 and exc.status_code != 408:
+                    raise
+                raise StoreUnavailable() from exc
+            except AzureError as exc:
+                raise StoreUnavailable() from exc
+        raise AssertionError("unreachable")
 
     return wrapper
 
@@ -159,6 +172,10 @@ class TableStore:
         return self._get(self._table("OptOuts"), "optout", _safe(number)) is not None
 
     # Internals --------------------------------------------------------------------------
+
+    def forget_tables(self) -> None:
+        with self._lock:
+            self._tables.clear()
 
     def _table(self, name: str) -> TableClient:
         with self._lock:

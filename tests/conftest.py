@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -74,6 +76,7 @@ def build_request(
     form: Mapping[str, str | list[str]] | None = None,
     body: bytes | None = None,
     headers: Mapping[str, str] | None = None,
+    route_params: Mapping[str, str] | None = None,
 ) -> func.HttpRequest:
     """A request as the worker builds it: params from the raw query, last duplicate wins."""
     all_headers = dict(headers or {})
@@ -84,7 +87,9 @@ def build_request(
         body = urlencode(form, doseq=True).encode()
         all_headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
     params = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
-    return func.HttpRequest(method, url, headers=all_headers, params=params, body=body or b"")
+    return func.HttpRequest(
+        method, url, headers=all_headers, params=params, route_params=route_params, body=body or b""
+    )
 
 
 def body_of(response: func.HttpResponse) -> Any:
@@ -221,6 +226,11 @@ class DevHost:
     sandbox: Sandbox
     process: subprocess.Popen[str]
     drain: threading.Thread
+    log_path: Path
+
+    def log(self) -> str:
+        """What the host wrote to stderr (tracebacks included), for failing tests."""
+        return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -228,16 +238,19 @@ class DevHost:
         self.drain.join(10)
         assert self.process.stdout is not None
         self.process.stdout.close()
+        self.log_path.unlink(missing_ok=True)
 
 
 def start_devhost(env_overrides: Mapping[str, str] | None = None) -> DevHost:
     env = {k: v for k, v in os.environ.items() if k not in APP_SETTING_KEYS}
     env.update(env_overrides or {})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devhost", "--port", "0", "--sandbox-port", "0",
-         "--settings", str(ROOT / "tests" / "no-such-settings.json")],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+    log_path = Path(tempfile.mkstemp(prefix="devhost-", suffix=".log")[1])
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devhost", "--port", "0", "--sandbox-port", "0",
+             "--settings", str(ROOT / "tests" / "no-such-settings.json")],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+        )  # fmt: skip
     deadline = time.monotonic() + 30
     assert process.stdout is not None
     while time.monotonic() < deadline:
@@ -248,7 +261,7 @@ def start_devhost(env_overrides: Mapping[str, str] | None = None) -> DevHost:
             urls = json.loads(line.removeprefix("devhost: ready "))
             drain = threading.Thread(target=process.stdout.read, daemon=True)
             drain.start()  # keep reading so a chatty host never blocks on a full pipe
-            return DevHost(urls["host"], Sandbox(urls["sandbox"] or ""), process, drain)
+            return DevHost(urls["host"], Sandbox(urls["sandbox"] or ""), process, drain, log_path)
     process.kill()
     process.wait(10)
     process.stdout.close()
@@ -312,8 +325,13 @@ class Azurite:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
+            # SIGINT is Azurite's orderly shutdown: it saves its data, as a real account keeps it.
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
             self.process = None
 
 

@@ -77,7 +77,7 @@ def test_callbacks_before_creation_are_kept_and_the_owner_added(store: Store) ->
     assert (record.status, record.caller, [e.status for e in record.history]) == (
         "sent",
         "ip:1",
-        ["sent"],
+        ["queued", "sent"],
     )
 
 
@@ -158,3 +158,16 @@ def test_opt_outs(store: Store) -> None:
     store.add_opt_out("+14155550100")
     assert store.is_opted_out("+14155550100") is True
     assert store.is_opted_out("+14155550101") is False
+
+
+def test_a_vanished_table_is_created_again(azurite: Azurite) -> None:
+    prefix = table_prefix()
+    store = TableStore(azurite.connection_string, prefix)
+    assert store.consume("global", 0, 5) is True
+    from azure.data.tables import TableServiceClient
+
+    TableServiceClient.from_connection_string(azurite.connection_string).delete_table(
+        f"{prefix}Counters"
+    )
+    assert store.consume("global", 0, 5) is True  # a fresh, empty table
+    assert [store.consume("global", 0, 5) for _ in range(5)] == [True, True, True, True, False]

@@ -1,0 +1,149 @@
+"""State over real sockets and processes: devhost instances, the sandbox, a real Azurite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    VALID_FROM,
+    VALID_TO,
+    Azurite,
+    DevHost,
+    Sandbox,
+    start_devhost,
+    table_prefix,
+)
+
+
+def app_env(sandbox: Sandbox, azurite: Azurite, **extra: str) -> dict[str, str]:
+    return {
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_API_BASE_URL": sandbox.url,
+        "TWILIO_FROM_NUMBER": VALID_FROM,
+        "STATE_STORE_CONNECTION": azurite.connection_string,
+        "STATE_TABLE_PREFIX": table_prefix(),
+        "LIMIT_PER_CALLER": "off",
+        **extra,
+    }
+
+
+@pytest.fixture
+def two_hosts(
+    sandbox: Sandbox, azurite: Azurite, request: pytest.FixtureRequest
+) -> Iterator[list[DevHost]]:
+    """Two worker processes sharing one storage account, like two Function App instances."""
+    env = app_env(sandbox, azurite, **getattr(request, "param", {}))
+    hosts = [start_devhost(env), start_devhost(env)]
+    yield hosts
+    for host in hosts:
+        host.stop()
+
+
+def post(url: str, payload: dict[str, Any], key: str | None = None) -> requests.Response:
+    headers = {"Idempotency-Key": key} if key else {}
+    return requests.post(url, json=payload, headers=headers, timeout=30)
+
+
+def test_sms_and_call_reach_their_final_status(devhost: DevHost) -> None:
+    sms = post(f"{devhost.url}/api/SendSms", {"to": "+14155550150", "body": "status please"}).json()
+    devhost.sandbox.get(f"/sandbox/messages/{sms['sid']}?wait=10")
+    status = requests.get(f"{devhost.url}/api/messages/{sms['sid']}", timeout=10).json()
+    assert (status["status"], [h["status"] for h in status["history"]]) == (
+        "delivered", ["queued", "sent", "delivered"],
+    )  # fmt: skip
+
+    call = post(f"{devhost.url}/api/MakeCall", {"to": "+14155550150", "message": "hi"}).json()
+    devhost.sandbox.settled_call(call["sid"])
+    status = requests.get(f"{devhost.url}/api/calls/{call['sid']}", timeout=10).json()
+    assert (status["status"], status["duration"], [h["status"] for h in status["history"]]) == (
+        "completed", 1, ["queued", "initiated", "ringing", "in-progress", "completed"],
+    )  # fmt: skip
+
+
+def test_undelivered_sms_shows_the_error(devhost: DevHost) -> None:
+    sms = post(f"{devhost.url}/api/SendSms", {"to": "+15005550303", "body": "x"}).json()
+    devhost.sandbox.get(f"/sandbox/messages/{sms['sid']}?wait=10")
+    status = requests.get(f"{devhost.url}/api/messages/{sms['sid']}", timeout=10).json()
+    assert (status["status"], status["errorCode"]) == ("undelivered", 30003)
+
+
+def test_unknown_sid_is_404(devhost: DevHost) -> None:
+    response = requests.get(f"{devhost.url}/api/calls/CA{'9' * 32}", timeout=10)
+    assert (response.status_code, response.headers["Content-Type"]) == (
+        404,
+        "application/problem+json; charset=utf-8",
+    )
+
+
+def test_fifty_concurrent_duplicates_send_exactly_once(
+    two_hosts: list[DevHost], sandbox: Sandbox
+) -> None:
+    payload = {"to": VALID_TO, "body": "exactly once"}
+    urls = [f"{two_hosts[i % 2].url}/api/SendSms" for i in range(50)]
+    with ThreadPoolExecutor(50) as pool:
+        responses = list(pool.map(lambda url: post(url, payload, key="order-42"), urls))
+    created = [r for r in responses if r.status_code == 201]
+    in_flight = [r for r in responses if r.status_code == 409]
+    assert len(created) + len(in_flight) == 50
+    assert len({r.text for r in created}) == 1  # every success is the same answer
+    assert {(r.headers["Retry-After"], r.json()["title"]) for r in in_flight} <= {
+        ("1", "Request in progress")
+    }
+    assert len(sandbox.messages()) == 1
+    # Once settled, every repeat gets the first answer, from either process.
+    replays = [post(f"{host.url}/api/SendSms", payload, key="order-42") for host in two_hosts]
+    assert {(r.status_code, r.text, r.headers["Idempotent-Replayed"]) for r in replays} == {
+        (201, created[0].text, "true")
+    }
+    other = post(f"{two_hosts[1].url}/api/SendSms", {**payload, "body": "changed"}, key="order-42")
+    assert (other.status_code, other.json()["title"]) == (422, "Idempotency-Key reused")
+    assert len(sandbox.messages()) == 1
+
+
+@pytest.mark.parametrize("two_hosts", [{"LIMIT_PER_DESTINATION": "10/hour"}], indirect=True)
+def test_limits_hold_across_processes(two_hosts: list[DevHost], sandbox: Sandbox) -> None:
+    urls = [f"{two_hosts[i % 2].url}/api/SendSms" for i in range(40)]
+    with ThreadPoolExecutor(20) as pool:
+        statuses = list(
+            pool.map(lambda url: post(url, {"to": VALID_TO, "body": "x"}).status_code, urls)
+        )
+    assert (statuses.count(201), statuses.count(429)) == (10, 30)
+    assert len(sandbox.messages()) == 10
+
+
+def test_store_outage_fails_closed_and_recovers(sandbox: Sandbox, tmp_path: Path) -> None:
+    azurite = Azurite(tmp_path).start()
+    host = start_devhost(app_env(sandbox, azurite))
+    try:
+        first = post(f"{host.url}/api/SendSms", {"to": VALID_TO, "body": "before"}, key="k0")
+        assert first.status_code == 201
+        azurite.stop()
+        requests_before = len(sandbox.requests())
+        for key in (None, "k1"):
+            down = post(f"{host.url}/api/SendSms", {"to": VALID_TO, "body": "during"}, key=key)
+            assert (down.status_code, down.headers["Retry-After"]) == (503, "5")
+            assert down.json() == {
+                "type": "urn:twilio-functions:problem:store-unavailable",
+                "title": "State store unavailable",
+                "status": 503,
+                "detail": "The state store cannot be reached; nothing was sent. Try again shortly.",
+            }
+        assert len(sandbox.requests()) == requests_before  # Twilio was never asked
+        azurite.start()
+        again = post(f"{host.url}/api/SendSms", {"to": VALID_TO, "body": "during"}, key="k1")
+        assert again.status_code == 201, host.log()
+        assert len(sandbox.messages()) == 2
+        kept = requests.get(f"{host.url}/api/messages/{first.json()['sid']}", timeout=10)
+        assert (kept.status_code, kept.json()["sid"]) == (200, first.json()["sid"])
+    finally:
+        host.stop()
+        azurite.stop()
