@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     load_local_settings(Path(args.settings))
     sandbox = args.sandbox or not os.environ.get("TWILIO_ACCOUNT_SID", "").strip()
+    # `kill` (and make's shutdown) send SIGTERM: exit through the finally blocks, so the
+    # Azurite child and the listening sockets go away with us.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         with azurite_if(args.azurite):
             asyncio.run(serve(args, sandbox))
