@@ -2,6 +2,7 @@
 
 import azure.functions as func
 
+from Broadcast import bp as broadcast
 from DeliveryStatus import bp as delivery_status
 from Health import bp as health
 from MakeCall import bp as make_call
@@ -15,4 +16,5 @@ app.register_functions(make_call)
 app.register_functions(twiml)
 app.register_functions(status_callback)
 app.register_functions(delivery_status)
+app.register_functions(broadcast)
 app.register_functions(health)

@@ -22,7 +22,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from devhost.host import create_host_app, describe, http_functions, route_prefix
+from devhost.host import (
+    HttpFunction,
+    create_host_app,
+    describe,
+    http_functions,
+    non_http_functions,
+    route_prefix,
+)
 from devhost.sandbox import SandboxConfig, create_sandbox_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,7 +116,8 @@ async def serve(args: argparse.Namespace, sandbox: bool) -> None:
 
     from function_app import app as function_app  # after the environment is complete
 
-    functions = http_functions(function_app)
+    indexed = function_app.get_functions()
+    functions = http_functions(function_app, indexed)
     prefix = route_prefix(ROOT / "host.json")
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="worker")
     host_url = await _start(create_host_app(functions, prefix, executor), host, port, runners)
@@ -122,7 +130,7 @@ async def serve(args: argparse.Namespace, sandbox: bool) -> None:
             os.environ["PUBLIC_BASE_URL"],
             host_url,
         )
-    _banner(functions, prefix, host_url, sandbox_url)
+    _banner(functions, prefix, host_url, sandbox_url, non_http_functions(indexed))
     print(f"{READY_PREFIX}{json.dumps({'host': host_url, 'sandbox': sandbox_url})}", flush=True)
     try:
         await asyncio.Event().wait()
@@ -142,11 +150,24 @@ async def _start(app: web.Application, host: str, port: int, runners: list[web.A
     return f"http://{host}:{bound_port}"
 
 
-def _banner(functions: list, prefix: str, host_url: str, sandbox_url: str | None) -> None:  # type: ignore[type-arg]
+def _banner(
+    functions: list[HttpFunction],
+    prefix: str,
+    host_url: str,
+    sandbox_url: str | None,
+    not_served: list[str],
+) -> None:
     lines = ["", "Functions:"]
     lines += [
-        f"  {name:<10} {route}" for name, route in describe(functions, prefix, host_url).items()
+        f"  {name:<15} {route}" for name, route in describe(functions, prefix, host_url).items()
     ]
+    durable = [f.name for f in functions if f.needs_durable]
+    if durable or not_served:
+        lines += [
+            "",
+            "Needs the Functions host (`func start` + Azurite), answered 501 here:",
+            f"  {', '.join(durable)}; not run here: {', '.join(not_served)}",
+        ]
     if sandbox_url:
         lines += [
             "",

@@ -36,6 +36,7 @@ class HttpFunction:
     auth_level: str
     trigger_arg: str
     user_function: Callable[..., Any]
+    needs_durable: bool = False  # takes a Durable client, which only the real host provides
 
 
 def route_prefix(host_json: Path) -> str:
@@ -44,10 +45,10 @@ def route_prefix(host_json: Path) -> str:
     return str(prefix).strip("/")
 
 
-def http_functions(app: func.FunctionApp) -> list[HttpFunction]:
-    """The app's HTTP functions as the worker indexes them (get_functions, once)."""
+def http_functions(app: func.FunctionApp, indexed: list[Any]) -> list[HttpFunction]:
+    """The HTTP functions among `indexed` (app.get_functions() may be called only once)."""
     found = []
-    for function in app.get_functions():
+    for function in indexed:
         trigger = function.get_trigger()
         if not isinstance(trigger, func.decorators.http.HttpTrigger):
             continue
@@ -60,6 +61,7 @@ def http_functions(app: func.FunctionApp) -> list[HttpFunction]:
                 auth_level=_method_name(trigger.auth_level or app.auth_level).lower(),
                 trigger_arg=trigger.name,
                 user_function=function.get_user_function(),
+                needs_durable=any(b.type == "durableClient" for b in function.get_bindings()),
             )
         )
     return found
@@ -84,6 +86,8 @@ async def _invoke(
 ) -> web.StreamResponse:
     if function.methods and request.method not in function.methods:
         return web.Response(status=404)
+    if function.needs_durable:
+        return _durable_unavailable()
     req = await to_functions_request(request)
     call = functools.partial(function.user_function, **{function.trigger_arg: req})
     try:
@@ -139,6 +143,22 @@ def to_aiohttp_response(result: Any) -> web.Response:
         )
         headers["Content-Type"] = f"{mimetype}{charset}"
     return web.Response(status=result.status_code, body=result.get_body(), headers=headers)
+
+
+def _durable_unavailable() -> web.Response:
+    problem = {
+        "type": "urn:twilio-functions:problem:needs-functions-host",
+        "title": "Not available on the local host",
+        "status": 501,
+        "detail": "This route runs on Durable Functions, which needs the Functions host: "
+        "run `func start` with Azurite and AzureWebJobsStorage=UseDevelopmentStorage=true.",
+    }
+    return web.json_response(problem, status=501, content_type="application/problem+json")
+
+
+def non_http_functions(indexed: list[Any]) -> list[str]:
+    """Names of functions the local host cannot run (orchestrators, activities, …)."""
+    return [f.get_function_name() for f in indexed if not f.is_http_function()]
 
 
 def _aiohttp_route(route: str) -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec
 
 import azure.functions as func
 
@@ -19,6 +19,7 @@ from shared.errors import AppError, BadRequest, MethodNotAllowed, UnsupportedMed
 
 logger = logging.getLogger(__name__)
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
+P = ParamSpec("P")
 
 _FORM = "application/x-www-form-urlencoded"
 
@@ -90,14 +91,33 @@ def as_response(operation: Callable[[], func.HttpResponse], name: str) -> func.H
     """The operation's response, or the problem response for whatever it raised."""
     try:
         return operation()
-    except AppError as error:
-        return _answer(name, error)
     except Exception as exc:  # the last line of defence: never a stack trace out
-        known = _known_failure(exc)
-        if known is None:
-            logger.exception("Unhandled error in %s", name)
-            known = AppError("An unexpected error occurred.")
-        return _answer(name, known)
+        return failure_response(exc, name)
+
+
+def async_error_boundary(
+    handler: Callable[P, Awaitable[func.HttpResponse]],
+) -> Callable[P, Awaitable[func.HttpResponse]]:
+    """error_boundary for async handlers (durable client functions are async)."""
+
+    @functools.wraps(handler)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> func.HttpResponse:
+        try:
+            return await handler(*args, **kwargs)
+        except Exception as exc:
+            return failure_response(exc, handler.__name__)
+
+    return wrapper
+
+
+def failure_response(exc: Exception, name: str) -> func.HttpResponse:
+    if isinstance(exc, AppError):
+        return _answer(name, exc)
+    known = _known_failure(exc)
+    if known is None:
+        logger.exception("Unhandled error in %s", name, exc_info=exc)
+        known = AppError("An unexpected error occurred.")
+    return _answer(name, known)
 
 
 def _answer(name: str, error: AppError) -> func.HttpResponse:

@@ -20,13 +20,17 @@ logger = logging.getLogger(__name__)
 
 
 def check_before_send(
-    store: Store, settings: Settings, *, caller: str, destination: str, sms: bool, amount: int = 1
+    store: Store, settings: Settings, *, caller: str | None, destination: str, sms: bool
 ) -> None:
-    """Opt-outs (SMS) and every limit, before Twilio is asked; fails closed by default."""
+    """Opt-outs (SMS) and limits, before Twilio is asked; fails closed by default.
+
+    `caller=None` charges the destination only: a broadcast charged its caller's quota
+    for every recipient when it was accepted.
+    """
     try:
         if sms and store.is_opted_out(destination):
             raise opted_out()
-        enforce_limits(store, settings, caller=caller, destination=destination, amount=amount)
+        enforce_limits(store, settings, caller=caller, destination=destination)
     except StoreUnavailable:
         if not settings.store_fail_open:
             raise
@@ -47,15 +51,22 @@ def opted_out() -> AppError:
 
 
 def enforce_limits(
-    store: Store, settings: Settings, *, caller: str, destination: str, amount: int = 1
+    store: Store,
+    settings: Settings,
+    *,
+    caller: str | None,
+    destination: str | None,
+    amount: int = 1,
 ) -> None:
-    """Charge every configured limit, or raise 429 with Retry-After at the first one full."""
+    """Charge the limits that apply (the caller's also charges the global one), or raise
+    429 with Retry-After at the first that is full."""
     now = time.time()
-    checks = (
-        ("destination", f"dest:{destination}", settings.limit_per_destination),
-        ("caller", f"caller:{caller}", settings.limit_per_caller),
-        ("global", "global", settings.limit_global),
-    )
+    checks = []
+    if destination is not None:
+        checks.append(("destination", f"dest:{destination}", settings.limit_per_destination))
+    if caller is not None:
+        checks.append(("caller", f"caller:{caller}", settings.limit_per_caller))
+        checks.append(("global", "global", settings.limit_global))
     for name, counter, limit in checks:
         if limit is None:
             continue

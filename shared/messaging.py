@@ -58,10 +58,20 @@ def parse_sms_request(fields: Mapping[str, Any], settings: Settings) -> SmsReque
 
 
 def send_sms(
-    request: SmsRequest, settings: Settings, client: Client, store: Store, caller: str
+    request: SmsRequest,
+    settings: Settings,
+    client: Client,
+    store: Store,
+    caller: str,
+    *,
+    charge_caller: bool = True,
 ) -> dict[str, Any]:
+    """Send it after opt-out and limit checks; `charge_caller=False` when the caller's
+    quota was charged already (a broadcast pays for all its recipients up front)."""
     to = request.to.e164
-    check_before_send(store, settings, caller=caller, destination=to, sms=True)
+    check_before_send(
+        store, settings, caller=caller if charge_caller else None, destination=to, sms=True
+    )
     options: dict[str, Any] = {"to": to}
     if request.body is not None:
         options["body"] = request.body

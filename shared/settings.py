@@ -96,6 +96,10 @@ class Settings:
     limit_per_destination: Limit | None = Limit(5, 3600)
     limit_per_caller: Limit | None = Limit(30, 3600)
     limit_global: Limit | None = Limit(1000, 86400)
+    broadcast_max_recipients: int = 10_000
+    broadcast_chunk_size: int = 100
+    broadcast_parallelism: int = 10
+    broadcast_messages_per_second: float = 10.0
 
     @property
     def twilio_mode(self) -> TwilioMode:
@@ -163,6 +167,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         limit_per_destination=env.limit("LIMIT_PER_DESTINATION", Settings.limit_per_destination),
         limit_per_caller=env.limit("LIMIT_PER_CALLER", Settings.limit_per_caller),
         limit_global=env.limit("LIMIT_GLOBAL", Settings.limit_global),
+        broadcast_max_recipients=int(
+            env.number("BROADCAST_MAX_RECIPIENTS", 10_000, low=1, high=100_000)
+        ),
+        # Recipients per sub-orchestration: bounds every instance's history (≤ 200 activities).
+        broadcast_chunk_size=int(env.number("BROADCAST_CHUNK_SIZE", 100, low=1, high=200)),
+        broadcast_parallelism=int(env.number("BROADCAST_PARALLELISM", 10, low=1, high=50)),
+        broadcast_messages_per_second=env.number(
+            "BROADCAST_MESSAGES_PER_SECOND", 10.0, low=0.1, high=1000
+        ),
     )
 
 

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from shared.delivery_status import Delivery, Kind
 from shared.errors import ServiceUnavailable
@@ -56,6 +56,25 @@ class IdempotencyRecord:
     response: StoredResponse | None = None
 
 
+@dataclass(frozen=True)
+class BroadcastRecord:
+    id: str
+    caller: str
+    fingerprint: str
+    body: str
+    from_number: str | None
+    messaging_service_sid: str | None
+    total: int
+    chunk_size: int
+    rejected: int
+    created_at: str
+    cancelled: bool = False
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.total // self.chunk_size)
+
+
 class Store(Protocol):
     def delivery(self, kind: Kind, sid: str) -> Delivery | None: ...
 
@@ -80,6 +99,29 @@ class Store(Protocol):
     def add_opt_out(self, number: str) -> None: ...
 
     def is_opted_out(self, number: str) -> bool: ...
+
+    # Broadcasts: the record, its recipients in chunks, one result per recipient.
+    def create_broadcast(self, record: BroadcastRecord) -> bool:
+        """Insert the record unless one with this id exists (then False)."""
+        ...
+
+    def add_broadcast_chunks(self, broadcast_id: str, chunks: list[list[str]]) -> None: ...
+
+    def forget_broadcast(self, broadcast_id: str) -> None: ...
+
+    def broadcast(self, broadcast_id: str) -> BroadcastRecord | None: ...
+
+    def broadcast_chunk(self, broadcast_id: str, chunk: int) -> list[str]: ...
+
+    def cancel_broadcast(self, broadcast_id: str) -> bool: ...
+
+    def record_recipient_result(
+        self, broadcast_id: str, index: int, result: dict[str, Any]
+    ) -> None: ...
+
+    def recipient_results(self, broadcast_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
+        """Results for recipients offset … offset+limit-1 that have one, in index order."""
+        ...
 
 
 def get_store(settings: Settings) -> Store:
@@ -117,6 +159,9 @@ class MemoryStore:
         self._keys: dict[tuple[str, str], IdempotencyRecord] = {}
         self._counters: dict[tuple[str, int], int] = {}
         self._opt_outs: set[str] = set()
+        self._broadcasts: dict[str, BroadcastRecord] = {}
+        self._chunks: dict[tuple[str, int], list[str]] = {}
+        self._results: dict[tuple[str, int], dict[str, Any]] = {}
 
     def delivery(self, kind: Kind, sid: str) -> Delivery | None:
         with self._lock:
@@ -166,3 +211,46 @@ class MemoryStore:
     def is_opted_out(self, number: str) -> bool:
         with self._lock:
             return number in self._opt_outs
+
+    def create_broadcast(self, record: BroadcastRecord) -> bool:
+        with self._lock:
+            if record.id in self._broadcasts:
+                return False
+            self._broadcasts[record.id] = record
+            return True
+
+    def add_broadcast_chunks(self, broadcast_id: str, chunks: list[list[str]]) -> None:
+        with self._lock:
+            for index, chunk in enumerate(chunks):
+                self._chunks[(broadcast_id, index)] = list(chunk)
+
+    def forget_broadcast(self, broadcast_id: str) -> None:
+        with self._lock:
+            self._broadcasts.pop(broadcast_id, None)
+
+    def broadcast(self, broadcast_id: str) -> BroadcastRecord | None:
+        with self._lock:
+            return self._broadcasts.get(broadcast_id)
+
+    def broadcast_chunk(self, broadcast_id: str, chunk: int) -> list[str]:
+        with self._lock:
+            return list(self._chunks.get((broadcast_id, chunk), []))
+
+    def cancel_broadcast(self, broadcast_id: str) -> bool:
+        with self._lock:
+            record = self._broadcasts.get(broadcast_id)
+            if record is None:
+                return False
+            self._broadcasts[broadcast_id] = replace(record, cancelled=True)
+            return True
+
+    def record_recipient_result(
+        self, broadcast_id: str, index: int, result: dict[str, Any]
+    ) -> None:
+        with self._lock:
+            self._results[(broadcast_id, index)] = dict(result)
+
+    def recipient_results(self, broadcast_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
+        with self._lock:
+            found = (self._results.get((broadcast_id, i)) for i in range(offset, offset + limit))
+            return [dict(result) for result in found if result is not None]

@@ -31,6 +31,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.delivery_status import Delivery, Kind, StatusEvent
 from shared.store import (
+    BroadcastRecord,
     Claim,
     IdempotencyRecord,
     StoredResponse,
@@ -170,6 +171,74 @@ class TableStore:
     @_available
     def is_opted_out(self, number: str) -> bool:
         return self._get(self._table("OptOuts"), "optout", _safe(number)) is not None
+
+    # Broadcasts (PartitionKey: the broadcast id) -----------------------------------------
+
+    @_available
+    def create_broadcast(self, record: BroadcastRecord) -> bool:
+        entity = {"PartitionKey": record.id, "RowKey": "meta", "record": json.dumps(asdict(record))}
+        return self._write(self._table("Broadcasts"), entity, None)
+
+    @_available
+    def add_broadcast_chunks(self, broadcast_id: str, chunks: list[list[str]]) -> None:
+        table = self._table("Broadcasts")
+        rows = [
+            {"PartitionKey": broadcast_id, "RowKey": f"chunk-{i:06d}", "to": json.dumps(chunk)}
+            for i, chunk in enumerate(chunks)
+        ]
+        for start in range(0, len(rows), 100):  # a transaction holds at most 100 entities
+            table.submit_transaction([("upsert", row) for row in rows[start : start + 100]])
+
+    @_available
+    def forget_broadcast(self, broadcast_id: str) -> None:
+        self._table("Broadcasts").delete_entity(broadcast_id, "meta")
+
+    @_available
+    def broadcast(self, broadcast_id: str) -> BroadcastRecord | None:
+        entity = self._get(self._table("Broadcasts"), _safe(broadcast_id), "meta")
+        return BroadcastRecord(**json.loads(entity["record"])) if entity else None
+
+    @_available
+    def broadcast_chunk(self, broadcast_id: str, chunk: int) -> list[str]:
+        entity = self._get(self._table("Broadcasts"), broadcast_id, f"chunk-{chunk:06d}")
+        return list(json.loads(entity["to"])) if entity else []
+
+    @_available
+    def cancel_broadcast(self, broadcast_id: str) -> bool:
+        table = self._table("Broadcasts")
+        for _ in range(MAX_CONFLICT_RETRIES):
+            entity = self._get(table, _safe(broadcast_id), "meta")
+            if entity is None:
+                return False
+            record = {**json.loads(entity["record"]), "cancelled": True}
+            updated = {"PartitionKey": broadcast_id, "RowKey": "meta", "record": json.dumps(record)}
+            if self._write(table, updated, entity):
+                return True
+        raise StoreUnavailable()
+
+    @_available
+    def record_recipient_result(
+        self, broadcast_id: str, index: int, result: dict[str, Any]
+    ) -> None:
+        self._table("Broadcasts").upsert_entity(
+            {
+                "PartitionKey": broadcast_id,
+                "RowKey": f"result-{index:06d}",
+                "result": json.dumps(result),
+            }
+        )
+
+    @_available
+    def recipient_results(self, broadcast_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
+        entities = self._table("Broadcasts").query_entities(
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+            parameters={
+                "pk": broadcast_id,
+                "low": f"result-{offset:06d}",
+                "high": f"result-{offset + limit:06d}",
+            },
+        )
+        return [json.loads(entity["result"]) for entity in entities]
 
     # Internals --------------------------------------------------------------------------
 

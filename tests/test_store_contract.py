@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from shared.delivery_status import Delivery, StatusEvent, advance, claim
-from shared.store import MemoryStore, Store, StoredResponse
+from shared.store import BroadcastRecord, MemoryStore, Store, StoredResponse
 from shared.table_store import TableStore
 from tests.conftest import Azurite, table_prefix
 
@@ -171,3 +171,45 @@ def test_a_vanished_table_is_created_again(azurite: Azurite) -> None:
     )
     assert store.consume("global", 0, 5) is True  # a fresh, empty table
     assert [store.consume("global", 0, 5) for _ in range(5)] == [True, True, True, True, False]
+
+
+# Broadcasts ---------------------------------------------------------------------------
+
+
+def broadcast_record(broadcast_id: str = "b1", total: int = 5) -> BroadcastRecord:
+    return BroadcastRecord(
+        id=broadcast_id, caller="ip:1", fingerprint="f", body="hi", from_number="+15005550006",
+        messaging_service_sid=None, total=total, chunk_size=2, rejected=1, created_at="t0",
+    )  # fmt: skip
+
+
+def test_broadcast_record_is_created_once(store: Store) -> None:
+    assert store.create_broadcast(broadcast_record()) is True
+    assert store.create_broadcast(replace(broadcast_record(), body="other")) is False
+    assert store.broadcast("b1") == broadcast_record()
+    assert broadcast_record().chunks == 3
+    assert store.broadcast("nope") is None
+    store.forget_broadcast("b1")
+    assert store.broadcast("b1") is None
+
+
+def test_broadcast_chunks_results_and_cancel(store: Store) -> None:
+    store.create_broadcast(broadcast_record())
+    store.add_broadcast_chunks("b1", [["+1", "+2"], ["+3", "+4"], ["+5"]])
+    assert [store.broadcast_chunk("b1", i) for i in range(4)] == [
+        ["+1", "+2"],
+        ["+3", "+4"],
+        ["+5"],
+        [],
+    ]
+    for index in (4, 0, 2):
+        store.record_recipient_result("b1", index, {"index": index, "status": "sent"})
+    store.record_recipient_result("b1", 2, {"index": 2, "status": "failed"})
+    assert store.recipient_results("b1", 0, 3) == [
+        {"index": 0, "status": "sent"},
+        {"index": 2, "status": "failed"},
+    ]
+    assert store.recipient_results("b1", 3, 10) == [{"index": 4, "status": "sent"}]
+    assert store.cancel_broadcast("b1") is True
+    assert store.broadcast("b1").cancelled is True  # type: ignore[union-attr]
+    assert store.cancel_broadcast("nope") is False
