@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install run test lint typecheck unit format clean
+.PHONY: install run test lint typecheck unit format clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,6 @@ format: install
 
 clean:
 	rm -rf $(VENV) node_modules .azurite .pytest_cache .mypy_cache .ruff_cache
+
+bench: install
+	$(PY) -m bench

@@ -6,6 +6,7 @@ an open relay for premium-rate destinations or for arbitrary TwiML on our accoun
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -84,6 +85,8 @@ def _allowed_number(requested: str, settings: Settings) -> str:
     return number
 
 
+# Settings are immutable and few: parse the configured numbers once, not per request.
+@functools.lru_cache(maxsize=8)
 def _allowed_senders(settings: Settings) -> frozenset[str]:
     senders = {settings.messaging_service_sid} if settings.messaging_service_sid else set()
     default = _configured_number(settings)
@@ -100,6 +103,7 @@ def _allowed_senders(settings: Settings) -> frozenset[str]:
     return frozenset(senders)
 
 
+@functools.lru_cache(maxsize=8)
 def _configured_number(settings: Settings) -> PhoneNumber | None:
     if not settings.from_number:
         return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -22,9 +21,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import azure.functions as func
 import pytest
 import requests
-from aiohttp import web
 
 from devhost.sandbox import SandboxConfig, create_sandbox_app
+from devhost.serving import BackgroundServer
 from shared.settings import get_settings
 from shared.store import _store_for
 
@@ -117,40 +116,6 @@ def indexed() -> list[Any]:
 def functions(indexed: list[Any]) -> dict[str, Handler]:
     """The user functions by name, called the documented way: build → get_user_function."""
     return {f.get_function_name(): f.get_user_function() for f in indexed}
-
-
-class BackgroundServer:
-    """An aiohttp app on 127.0.0.1, on its own loop in a daemon thread."""
-
-    def __init__(self, app: web.Application) -> None:
-        self._app = app
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.url = ""
-
-    def start(self) -> BackgroundServer:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("server did not start")
-        return self
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        runner = web.AppRunner(self._app, access_log=None)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        self._runner = runner
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(runner.cleanup())
-        self._loop.close()
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
 
 @dataclass

@@ -5,6 +5,12 @@ Orchestrators are driven the documented way: the raw generator from
 `azure.durable_functions.testing.orchestrator_generator_wrapper`. Activities run
 synchronously (retries as RetryOptions would), sub-orchestrations are driven the same
 way as their own executions, and every execution's scheduled work is counted.
+
+It also counts what replay costs. The Durable runtime re-runs an orchestrator from the
+start whenever new events arrive for it, and each re-run schedules (and matches against
+history) every action up to where it waits. So each completion event costs the number of
+actions the orchestrator has created by the point it is waiting at: `replay_work` sums
+that over all events, and `history_events` is what the instance's history holds.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from azure.durable_functions.testing import orchestrator_generator_wrapper
 class FakeTask:
     def __init__(self, result: Any = None, error: BaseException | None = None) -> None:
         self._result, self._error = result, error
+        self.replay_cost = 0
 
     @property
     def result(self) -> Any:
@@ -37,6 +44,20 @@ class Execution:
     timers: list[datetime] = field(default_factory=list)
     custom_status: Any = None
     continued_as_new: Any = None
+    actions: int = 0  # everything scheduled: activities, sub-orchestrations, timers
+    replay_work: int = 0
+
+    @property
+    def history_events(self) -> int:
+        # started + completed, and a scheduled and a completed event per action
+        return 2 + 2 * self.actions
+
+    def scheduled(self, task: FakeTask) -> FakeTask:
+        """Count an action whose completion replays the orchestrator up to here."""
+        self.actions += 1
+        task.replay_cost = self.actions
+        self.replay_work += task.replay_cost
+        return task
 
 
 @dataclass
@@ -68,10 +89,10 @@ class FakeDurable:
             self.activity_calls.append((name, input_))
             self.clock += timedelta(seconds=self.activity_seconds)
             try:
-                return FakeTask(self.activities[name](input_))
+                return execution.scheduled(FakeTask(self.activities[name](input_)))
             except Exception as exc:
                 error = exc
-        return FakeTask(error=error)
+        return execution.scheduled(FakeTask(error=error))
 
 
 class FakeContext:
@@ -100,12 +121,15 @@ class FakeContext:
         error: BaseException | None = None
         for _ in range(retry._max_number_of_attempts):
             try:
-                return FakeTask(self._durable.run(name, input_))
+                return self._execution.scheduled(FakeTask(self._durable.run(name, input_)))
             except Exception as exc:
                 error = exc
-        return FakeTask(error=error)
+        return self._execution.scheduled(FakeTask(error=error))
 
     def task_all(self, tasks: list[FakeTask]) -> FakeTask:
+        # Every child's completion replays up to this point: all of them were created.
+        for task in tasks:
+            self._execution.replay_work += self._execution.actions - task.replay_cost
         try:
             return FakeTask([task.result for task in tasks])
         except Exception as exc:  # fail fast, as WhenAllTask does
@@ -114,7 +138,7 @@ class FakeContext:
     def create_timer(self, fire_at: datetime) -> FakeTask:
         self._execution.timers.append(fire_at)
         self._durable.clock = max(self._durable.clock, fire_at)
-        return FakeTask(None)
+        return self._execution.scheduled(FakeTask(None))
 
     def set_custom_status(self, status: Any) -> None:
         self._execution.custom_status = status

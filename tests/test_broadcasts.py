@@ -432,3 +432,22 @@ def test_local_host_answers_501_for_durable_routes(devhost: DevHost) -> None:
     )
     assert response.status_code == 501
     assert response.json()["type"] == "urn:twilio-functions:problem:needs-functions-host"
+
+
+def test_replay_work_is_counted_as_the_runtime_replays() -> None:
+    def flat(context: Any) -> Any:
+        recipients = yield context.call_activity("load", None)
+        return (yield context.task_all([context.call_activity("send", to) for to in recipients]))
+
+    durable = FakeDurable(
+        orchestrators={"flat": flat},
+        activities={"load": lambda _: ["a", "b", "c"], "send": lambda to: to},
+    )
+    assert durable.run("flat", None) == ["a", "b", "c"]
+    [execution] = durable.executions
+    # load's completion replays 1 action; each send's replays all 4 created before task_all.
+    assert (execution.actions, execution.replay_work, execution.history_events) == (
+        4,
+        1 + 3 * 4,
+        10,
+    )

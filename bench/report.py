@@ -1,0 +1,216 @@
+"""Render benchmark results as bench/RESULTS.md: raw numbers, ratios, machine, command."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+TARGETS = {
+    "cold": 1.15,  # TwiML path ÷ floor, at most
+    "overhead": 1.5,  # per request ÷ floor, at most
+    "throughput": 0.8,  # of ideal, at least
+    "connections": 32,  # opened under 32 threads, at most
+}
+_PLATFORM_PREFIXES = (
+    "azure.functions",
+    "azure.durable_functions",
+    "werkzeug",
+    "aiohttp",
+    "multidict",
+    "yarl",
+)
+
+
+def render(
+    results: dict[str, Any], failures: list[str], machine: dict[str, str], command: str
+) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Command: `{command}` · {machine['date']} · Python {machine['python']} · {machine['platform']}",
+        f"· {machine['cpu']}. Each ratio compares two measurements taken side by side in this run.",
+        "",
+    ]
+    if failures:
+        lines += ["**Broken benchmarks:**", "", *[f"- {failure}" for failure in failures], ""]
+    if "cold" in results:
+        lines += _cold(results["cold"])
+    if "overhead" in results:
+        lines += _overhead(results["overhead"])
+    if "connections" in results:
+        lines += _reuse(results["connections"]["reuse"])
+        lines += _concurrency(results["connections"]["concurrency"])
+    if "broadcast" in results:
+        lines += _broadcast(results["broadcast"])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def _cold(cold: dict[str, Any]) -> list[str]:
+    stats = cold["stats"]
+    floor = stats["floor"]["median"]
+    paired = cold["paired_ratio"]
+    twiml_ratio = paired["twiml"]
+    rows = [
+        f"| {name} | {s['median'] * 1000:.0f} | {s['q1'] * 1000:.0f}–{s['q3'] * 1000:.0f} "
+        f"| {s['min'] * 1000:.0f}–{s['max'] * 1000:.0f} | {s['median'] / floor:.2f}× | {paired[name]:.2f}× |"
+        for name, s in stats.items()
+    ]
+    offenders = [
+        f"| `{row['module']}` | {row['self_ms']:.1f} | {row['cumulative_ms']:.1f} "
+        f"| {'platform' if row['module'].startswith(_PLATFORM_PREFIXES) else 'ours / our dependencies'} |"
+        for row in cold["offenders"]
+    ]
+    loaded = ", ".join(
+        f"{path}: {', '.join(mods) or 'none'}" for path, mods in cold["loaded"].items()
+    )
+    return [
+        "## 1. Cold start",
+        "",
+        f"A fresh process per sample ({cold['samples']} samples each, interleaved), wall time from",
+        "spawn to exit. Floor: import `azure.functions` + `azure.durable_functions`, index a",
+        "one-function app. Ours: import `function_app`, index it, answer one signed TwiML request",
+        "(and one SendSms through the sandbox, over loopback HTTP).",
+        "",
+        "| path | median ms | IQR ms | min–max ms | median ÷ floor median | median of paired ratios |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+        f"Target: TwiML path ≤ {TARGETS['cold']}× the floor (median of the per-round ratios):",
+        f"{twiml_ratio:.2f}×, {_mark(twiml_ratio <= TARGETS['cold'])}.",
+        f"Heavy modules loaded by each path (of twilio.rest, requests, azure.data.tables, phonenumbers): {loaded}.",
+        "",
+        "The TwiML path loads neither the REST client (`twilio.rest`, `requests`) nor the storage",
+        "client nor `phonenumbers`: they are imported where first needed, so only SendSms and",
+        "MakeCall pay for them (the twiml+sendsms row, which also makes one HTTP round trip to",
+        "the sandbox; it has no target). What remains above the floor is our own modules.",
+        "",
+        "Modules the TwiML path imports beyond the floor, by their own import time (`python -X importtime`):",
+        "",
+        "| module | self ms | cumulative ms | whose |",
+        "| --- | ---: | ---: | --- |",
+        *offenders,
+        "",
+    ]
+
+
+def _overhead(overhead: dict[str, Any]) -> list[str]:
+    floor = overhead["floor"]
+    rows = [
+        f"| {name} | {seconds * 1e6:.0f} | {seconds / floor:.2f}× | {_mark(seconds / floor <= TARGETS['overhead'])} |"
+        for name, seconds in overhead["ours"].items()
+    ]
+    return [
+        "## 2. Per-request overhead",
+        "",
+        "Warm, in-process, each handler called with a prepared request; Twilio's transport is a",
+        "stub answering at once with a recorded Twilio body (the production path down to the",
+        "`requests` adapter). Floor: bare `messages.create` on the same stub plus one",
+        f"`HttpRequest`/`HttpResponse` and one JSON parse/dump: {floor * 1e6:.0f} µs. Medians of",
+        f"{overhead['repeats']} interleaved batches of {overhead['iterations']} calls.",
+        "",
+        f"| handler | µs per request | ÷ floor | target ≤ {TARGETS['overhead']}× |",
+        "| --- | ---: | ---: | --- |",
+        *rows,
+        "",
+        "TwiML and StatusCallback never call Twilio, so they sit far below a floor that does.",
+        "",
+    ]
+
+
+def _reuse(reuse: dict[str, Any]) -> list[str]:
+    rows = [
+        f"| {mode} | {c['requests']} | {c['connections']} | {c['handshakes']} |"
+        for mode, c in reuse.items()
+    ]
+    shared = reuse["shared client"]["handshakes"]
+    return [
+        "## 3. Connection reuse",
+        "",
+        "100 sequential SendSms in one process against an HTTPS Twilio stand-in on 127.0.0.1 (a",
+        "self-signed CA trusted for this run only) that counts TCP connections and TLS handshakes.",
+        "",
+        "| client | requests | TCP connections | TLS handshakes |",
+        "| --- | ---: | ---: | ---: |",
+        *rows,
+        "",
+        f"Target: 1 handshake with the shared client: {shared}, {_mark(shared == 1)}.",
+        "",
+    ]
+
+
+def _concurrency(result: dict[str, Any]) -> list[str]:
+    ideal = result["ideal_seconds"]
+    runs = {label: r for label, r in result.items() if label != "ideal_seconds"}
+    floor_label = next(label for label in runs if label.startswith("floor"))
+    floor = runs[floor_label]["elapsed_seconds"]
+    rows = [
+        f"| {label} | {r['elapsed_seconds'] * 1000:.0f} | {r['throughput_vs_ideal']:.2f} "
+        f"| {floor / r['elapsed_seconds']:.2f} | {r['connections']} | {r['pool_full_warnings']} |"
+        for label, r in runs.items()
+    ]
+    ours = runs["ours, pool = worker threads (32)"]
+    ok = (
+        ours["throughput_vs_ideal"] >= TARGETS["throughput"]
+        and ours["connections"] <= TARGETS["connections"]
+        and ours["pool_full_warnings"] == 0
+    )
+    return [
+        "## 4. Concurrency",
+        "",
+        "200 SendSms from 32 threads in one process (the worker runs sync handlers on a thread",
+        f"pool); the stand-in (its own process) answers after 50 ms. Ideal: 200 / 32 × 50 ms = {ideal * 1000:.0f} ms.",
+        "One untimed round of 32 opens the connections first, as on a warm instance; connections",
+        "and warnings count both rounds.",
+        "",
+        "| client | elapsed ms | throughput ÷ ideal | throughput ÷ floor | connections opened "
+        "| 'pool is full' warnings |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+        f"Targets (≥ {TARGETS['throughput']} of ideal, ≤ {TARGETS['connections']} connections, no warnings)"
+        f" with the pool sized to the worker threads: {_mark(ok)}. The floor row is what this",
+        "machine allows any Python client: the gap between it and the ideal is the platform's",
+        "(32 threads sharing one GIL on the CPUs this machine has, TLS on every request); the gap",
+        "between ours and the floor is our per-request CPU (section 2), serialised by the GIL.",
+        "",
+    ]
+
+
+def _broadcast(result: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
+    rows = []
+    for total, designs in result.items():
+        for design, r in designs.items():
+            rows.append(
+                f"| {total:,} | {design} | {r['executions']:,} | {r['max_actions']:,} | {r['max_history_events']:,} "
+                f"| {r['replay_work']:,} | {r['replay_work'] / total:,.0f} |"
+            )
+    sizes = sorted(result)
+    growth = []
+    for small, large in itertools.pairwise(sizes):
+        factor = large / small
+        chunked = result[large]["chunked"]["replay_work"] / result[small]["chunked"]["replay_work"]
+        flat = result[large]["flat"]["replay_work"] / result[small]["flat"]["replay_work"]
+        growth.append(
+            f"{small:,} → {large:,} recipients (×{factor:.0f}): chunked ×{chunked:.1f}, flat ×{flat:.1f}"
+        )
+    return [
+        "## 5. Broadcast scale",
+        "",
+        "Orchestration cost counted by the fake Durable runtime the tests use: every completion",
+        "event replays the orchestrator, which re-creates each action it scheduled before the",
+        "point it waits at (replay work); history events per instance are what its history holds.",
+        "Chunked: ours, 100 recipients per chunk sub-orchestration, 10 chunks per parent generation.",
+        "Flat: one instance schedules every send at once.",
+        "",
+        "| recipients | design | instances (executions) | max actions / instance | max history events / instance "
+        "| replay work | replay work / recipient |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+        "Growth: " + "; ".join(growth) + ". Ours grows linearly; the flat fan-out quadratically.",
+        "",
+    ]
