@@ -7,10 +7,13 @@ from DeliveryStatus import bp as delivery_status
 from Health import bp as health
 from MakeCall import bp as make_call
 from SendSms import bp as send_sms
+from shared.caller import mobile_auth_level
 from StatusCallback import bp as status_callback
 from TwiML import bp as twiml
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+# Mobile routes need a function key unless CALLER_AUTH has us check identities ourselves;
+# Twilio's routes (TwiML, StatusCallback) and health are anonymous.
+app = func.FunctionApp(http_auth_level=mobile_auth_level())
 app.register_functions(send_sms)
 app.register_functions(make_call)
 app.register_functions(twiml)

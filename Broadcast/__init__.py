@@ -14,7 +14,7 @@ import azure.functions as func
 
 from shared import broadcast_orchestration as orchestration
 from shared import broadcasts
-from shared.caller import caller_id
+from shared.caller import identify_caller
 from shared.errors import AppError, BadRequest
 from shared.http_io import async_error_boundary, json_response, read_fields, require_method
 from shared.idempotency import KEY_HEADER
@@ -35,9 +35,10 @@ async def start_broadcast(
 ) -> func.HttpResponse:
     require_method(req, "POST")
     settings = get_settings()
+    caller = identify_caller(req, settings)
     plan = broadcasts.plan_broadcast(read_fields(req), settings)
     record, started = await broadcasts.start_broadcast(
-        plan, caller=caller_id(req), idempotency_key=req.headers.get(KEY_HEADER),
+        plan, caller=caller.id, idempotency_key=req.headers.get(KEY_HEADER),
         settings=settings, store=get_store(settings), client=client,
     )  # fmt: skip
     status_url = function_url(settings, f"broadcasts/{record.id}")
@@ -59,9 +60,11 @@ async def broadcast(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     require_method(req, "GET", "DELETE")
-    store = get_store(get_settings())
+    settings = get_settings()
+    caller = identify_caller(req, settings)
+    store = get_store(settings)
     record = store.broadcast(req.route_params.get("id", ""))
-    if record is None:
+    if record is None or (caller.authenticated and record.caller != caller.id):
         raise AppError("No such broadcast.", status_code=404)
     if req.method == "DELETE":
         await broadcasts.cancel_broadcast(record, store, client)

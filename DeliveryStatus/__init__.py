@@ -5,6 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared import deliveries
+from shared.caller import identify_caller
 from shared.delivery_status import Kind
 from shared.errors import AppError
 from shared.http_io import error_boundary, json_response, require_method
@@ -30,8 +31,15 @@ def call_status(req: func.HttpRequest) -> func.HttpResponse:
 
 def _status(req: func.HttpRequest, kind: Kind) -> func.HttpResponse:
     require_method(req, "GET")
+    settings = get_settings()
+    caller = identify_caller(req, settings)
     sid = req.route_params.get("sid", "")
-    record = get_store(get_settings()).delivery(kind, sid)
-    if record is None or record.caller is None:  # only what we created, not stray callbacks
+    record = get_store(settings).delivery(kind, sid)
+    # Only what we created (not stray callbacks), and a signed-in caller sees only their own.
+    if (
+        record is None
+        or record.caller is None
+        or (caller.authenticated and record.caller != caller.id)
+    ):
         raise AppError(f"No {kind} {sid} was created through this app.", status_code=404)
     return json_response(deliveries.view(record))

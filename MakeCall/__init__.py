@@ -8,7 +8,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared import calls
-from shared.caller import caller_id
+from shared.caller import identify_caller
 from shared.http_io import error_boundary, json_response, read_fields, require_method
 from shared.idempotency import idempotent
 from shared.settings import get_settings
@@ -23,13 +23,15 @@ bp = func.Blueprint()
 @error_boundary
 def make_call(req: func.HttpRequest) -> func.HttpResponse:
     require_method(req, "POST")
-    settings, store = get_settings(), get_store(get_settings())
+    settings = get_settings()
+    caller = identify_caller(req, settings)
+    store = get_store(settings)
     fields = read_fields(req)
     request = calls.parse_call_request(fields, settings)
 
     def place() -> func.HttpResponse:
         client = get_client(settings)
-        result = calls.place_call(request, settings, client, store, caller_id(req))
+        result = calls.place_call(request, settings, client, store, caller.id)
         return json_response(result, status_code=201)
 
-    return idempotent(req, "MakeCall", fields, store, settings, place)
+    return idempotent(req, "MakeCall", fields, store, settings, caller.id, place)

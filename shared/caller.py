@@ -1,19 +1,99 @@
-"""Who is calling: the one pluggable place that names the caller for limits and ownership.
+"""Who is calling: the one pluggable place that names the caller of a mobile route.
 
-Until caller authentication exists, the caller is the client address. Clients can write
-anything into X-Forwarded-For, so only the entry the platform itself appends (the last
-one) is trusted; Azure's front end adds it as `ip:port`.
+CALLER_AUTH chooses how: `function-key` (the host checked a key; the caller is the client
+address), `easyauth` (App Service Authentication signed the user in and injected
+X-MS-CLIENT-PRINCIPAL*), or `jwt` (a bearer token checked here). The id feeds per-caller
+limits and idempotency scopes and is stored with what the caller created.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
 import azure.functions as func
 
+from shared.errors import Forbidden, InvalidSetting, Unauthorized
+from shared.settings import Settings
 
-def caller_id(req: func.HttpRequest) -> str:
+REALM = 'Bearer realm="twilio-functions"'
+
+
+@dataclass(frozen=True)
+class Caller:
+    id: str
+    # A signed-in identity (easyauth/jwt). Only such callers own what they create: a client
+    # address changes too often on mobile networks to hide a SID from its creator.
+    authenticated: bool = False
+
+
+def mobile_auth_level() -> func.AuthLevel:
+    """The host's auth level for mobile routes, decided when the app is indexed (the host
+    checks keys before our code runs): a function key, or none when we check identities."""
+    mode = os.environ.get("CALLER_AUTH", "").strip().lower() or "function-key"
+    return func.AuthLevel.FUNCTION if mode == "function-key" else func.AuthLevel.ANONYMOUS
+
+
+def identify_caller(req: func.HttpRequest, settings: Settings) -> Caller:
+    if settings.caller_auth == "jwt":
+        from shared.jwt_auth import verify_bearer_token  # PyJWT only where it is used
+
+        claims = verify_bearer_token(req, settings)
+        _require_grants(claims.get("scp") or claims.get("scope"), claims.get("roles"), settings)
+        return Caller(f"user:{claims['sub']}", authenticated=True)
+    if settings.caller_auth == "easyauth":
+        return _easyauth_caller(req, settings)
+    return Caller(client_address(req))
+
+
+def client_address(req: func.HttpRequest) -> str:
+    """The client address the platform appended to X-Forwarded-For (the last hop):
+    clients can write anything into the entries before it. Azure adds it as `ip:port`."""
     forwarded = req.headers.get("X-Forwarded-For", "")
     hop = forwarded.split(",")[-1].strip()
     return f"ip:{_without_port(hop)}" if hop else "ip:unknown"
+
+
+def _easyauth_caller(req: func.HttpRequest, settings: Settings) -> Caller:
+    if not settings.platform_auth_enabled:
+        # Without App Service Authentication in front, anyone can send these headers.
+        raise InvalidSetting("CALLER_AUTH", "easyauth only behind App Service Authentication")
+    principal_id = req.headers.get("X-MS-CLIENT-PRINCIPAL-ID", "").strip()
+    if not principal_id:
+        raise Unauthorized("Sign in first: no App Service Authentication principal.", REALM)
+    roles = [c.get("val") for c in _principal_claims(req) if c.get("typ") in ("roles", "role")]
+    _require_grants(None, roles, settings)
+    return Caller(f"user:{principal_id}", authenticated=True)
+
+
+def _principal_claims(req: func.HttpRequest) -> list[dict[str, Any]]:
+    encoded = req.headers.get("X-MS-CLIENT-PRINCIPAL", "")
+    if not encoded:
+        return []
+    try:
+        principal = json.loads(base64.b64decode(encoded))
+    except (binascii.Error, ValueError):
+        return []
+    claims = principal.get("claims", []) if isinstance(principal, dict) else []
+    return [c for c in claims if isinstance(c, dict)]
+
+
+def _require_grants(scopes: Any, roles: Any, settings: Settings) -> None:
+    granted_scopes = scopes.split() if isinstance(scopes, str) else []
+    granted_roles = roles if isinstance(roles, list) else []
+    missing = []
+    if settings.jwt_required_scope and settings.jwt_required_scope not in granted_scopes:
+        missing.append(f"scope {settings.jwt_required_scope}")
+    if settings.jwt_required_role and settings.jwt_required_role not in granted_roles:
+        missing.append(f"role {settings.jwt_required_role}")
+    if missing:
+        error = Forbidden(f"The token lacks {' and '.join(missing)}.", title="Insufficient scope")
+        error.headers["WWW-Authenticate"] = f'{REALM}, error="insufficient_scope"'
+        raise error
 
 
 def _without_port(address: str) -> str:

@@ -50,6 +50,16 @@ class ValidationFailed(BadRequest):
         )
 
 
+class Unauthorized(AppError):
+    """No or bad credentials: 401 with a WWW-Authenticate challenge (RFC 6750)."""
+
+    status_code = HTTPStatus.UNAUTHORIZED
+    problem_type = "urn:twilio-functions:problem:unauthorized"
+
+    def __init__(self, detail: str, challenge: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
 class Forbidden(AppError):
     status_code = HTTPStatus.FORBIDDEN
     problem_type = "urn:twilio-functions:problem:forbidden"

@@ -16,7 +16,6 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.caller import caller_id
 from shared.errors import AppError, BadRequest
 from shared.http_io import as_response
 from shared.settings import Settings
@@ -39,6 +38,7 @@ def idempotent(
     fields: Mapping[str, Any],
     store: Store,
     settings: Settings,
+    caller: str,
     operation: Callable[[], func.HttpResponse],
 ) -> func.HttpResponse:
     """Run `operation` once per (caller, route, Idempotency-Key); replay its answer after."""
@@ -47,7 +47,7 @@ def idempotent(
         return as_response(operation, route)
     if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
         raise BadRequest(f"{KEY_HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.")
-    scope = f"{caller_id(req)}|{route}"
+    scope = f"{caller}|{route}"
     fingerprint = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
     try:
         claim = store.claim_key(

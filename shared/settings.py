@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 from shared.errors import InvalidSetting, MissingSetting
 
 TwilioMode = Literal["live", "sandbox", "missing"]
+CallerAuth = Literal["function-key", "easyauth", "jwt"]
+CALLER_AUTH_MODES: tuple[CallerAuth, ...] = ("function-key", "easyauth", "jwt")
 
 _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 _API_KEY_SID = re.compile(r"SK[0-9a-fA-F]{32}")
@@ -100,6 +102,15 @@ class Settings:
     broadcast_chunk_size: int = 100
     broadcast_parallelism: int = 10
     broadcast_messages_per_second: float = 10.0
+    caller_auth: CallerAuth = "function-key"
+    platform_auth_enabled: bool = False  # App Service Authentication (Easy Auth) is on
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_algorithms: tuple[str, ...] = ("RS256",)
+    jwt_required_scope: str | None = None
+    jwt_required_role: str | None = None
+    jwt_leeway_seconds: float = 60.0
 
     @property
     def twilio_mode(self) -> TwilioMode:
@@ -114,6 +125,9 @@ class Settings:
             "TWILIO_AUTH_TOKEN": self.auth_token.reveal() if self.auth_token else None,
             "TWILIO_FROM_NUMBER": self.from_number,
             "PUBLIC_BASE_URL": self.public_base_url,
+            "JWT_ISSUER": self.jwt_issuer,
+            "JWT_AUDIENCE": self.jwt_audience,
+            "JWT_JWKS_URL": self.jwt_jwks_url,
         }[key]
         if not value:
             raise MissingSetting(key)
@@ -176,6 +190,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         broadcast_messages_per_second=env.number(
             "BROADCAST_MESSAGES_PER_SECOND", 10.0, low=0.1, high=1000
         ),
+        caller_auth=_caller_auth(env),
+        platform_auth_enabled=(env.get("WEBSITE_AUTH_ENABLED") or "").lower() == "true",
+        jwt_issuer=env.get("JWT_ISSUER"),
+        jwt_audience=env.get("JWT_AUDIENCE"),
+        jwt_jwks_url=env.base_url("JWT_JWKS_URL"),
+        jwt_algorithms=_jwt_algorithms(env),
+        jwt_required_scope=env.get("JWT_REQUIRED_SCOPE"),
+        jwt_required_role=env.get("JWT_REQUIRED_ROLE"),
+        jwt_leeway_seconds=env.number("JWT_LEEWAY_SECONDS", 60.0, low=0, high=600),
     )
 
 
@@ -183,6 +206,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings, read on first use (never at import: cold start, tests)."""
     return load_settings()
+
+
+def _caller_auth(env: _Env) -> CallerAuth:
+    value = env.choice("CALLER_AUTH", CALLER_AUTH_MODES, "function-key")
+    return next(mode for mode in CALLER_AUTH_MODES if mode == value)
+
+
+def _jwt_algorithms(env: _Env) -> tuple[str, ...]:
+    algorithms = env.csv("JWT_ALGORITHMS") or ("RS256",)
+    # Asymmetric only: an HMAC or `none` algorithm would let a token sign itself.
+    if any(not a.startswith(("RS", "PS", "ES", "Ed")) for a in algorithms):
+        raise InvalidSetting("JWT_ALGORITHMS", "asymmetric algorithms such as RS256 or ES256")
+    return algorithms
 
 
 def _store_connection(env: _Env) -> Secret | None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.caller import caller_id
+from shared.caller import client_address
 from tests.conftest import build_request
 
 
@@ -19,4 +19,4 @@ from tests.conftest import build_request
 )
 def test_caller_is_the_hop_the_platform_appended(forwarded: str, expected: str) -> None:
     headers = {"X-Forwarded-For": forwarded} if forwarded else {}
-    assert caller_id(build_request(headers=headers)) == expected
+    assert client_address(build_request(headers=headers)) == expected
