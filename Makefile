@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install run test lint typecheck unit format clean bench
+.PHONY: install run test lint typecheck unit format clean bench browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ $(STAMP): requirements.txt requirements-dev.txt | $(PY)
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
+
+# Debian's Chromium and its driver for the sandbox console's browser test (CI runs as root).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	  else echo "make: the browser test needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"; exit 1; fi; }
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -35,7 +42,7 @@ lint: install
 typecheck: install
 	$(PY) -m mypy
 
-unit: install
+unit: install browser
 	$(PY) -m pytest
 
 test: lint typecheck unit

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from devhost.console import add_console
 from devhost.host import (
     HttpFunction,
     create_host_app,
@@ -100,10 +101,12 @@ async def serve(args: argparse.Namespace, sandbox: bool) -> None:
     )
     runners: list[web.AppRunner] = []
     sandbox_url = None
+    sandbox_app = None
     if sandbox:
         token = secrets.token_hex(16)  # fresh per run: nothing to leak, nothing to commit
         config = SandboxConfig(SANDBOX_ACCOUNT_SID, token, reach_internet=args.sandbox_internet)
-        sandbox_url = await _start(create_sandbox_app(config), host, args.sandbox_port, runners)
+        sandbox_app = create_sandbox_app(config)
+        sandbox_url = await _start(sandbox_app, host, args.sandbox_port, runners)
         os.environ.update(
             TWILIO_ACCOUNT_SID=SANDBOX_ACCOUNT_SID,
             TWILIO_AUTH_TOKEN=token,
@@ -120,7 +123,10 @@ async def serve(args: argparse.Namespace, sandbox: bool) -> None:
     functions = http_functions(function_app, indexed)
     prefix = route_prefix(ROOT / "host.json")
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="worker")
-    host_url = await _start(create_host_app(functions, prefix, executor), host, port, runners)
+    host_app = create_host_app(functions, prefix, executor)
+    if sandbox_app is not None:
+        add_console(host_app, sandbox_app)
+    host_url = await _start(host_app, host, port, runners)
     if not os.environ.get("PUBLIC_BASE_URL", "").strip():
         os.environ["PUBLIC_BASE_URL"] = host_url
     elif os.environ["PUBLIC_BASE_URL"].rstrip("/") != host_url:
@@ -172,6 +178,7 @@ def _banner(
         lines += [
             "",
             "*** SANDBOX MODE: no Twilio credentials configured. Nothing leaves this machine. ***",
+            f"  Console:         {host_url}/sandbox/",
             f"  Twilio sandbox:  {sandbox_url}",
             f"  What it sent:    curl {sandbox_url}/sandbox/messages",
             f"  What it called:  curl {sandbox_url}/sandbox/calls",

@@ -137,9 +137,13 @@ class TwilioError(Exception):
         return web.json_response(body, status=self.status, headers=headers)
 
 
+SANDBOX: web.AppKey[_Sandbox] = web.AppKey("sandbox")
+
+
 def create_sandbox_app(config: SandboxConfig) -> web.Application:
     sandbox = _Sandbox(config)
     app = web.Application()
+    app[SANDBOX] = sandbox
     app.router.add_post(f"{API}/Messages.json", sandbox.create_message)
     app.router.add_get(f"{API}/Messages/{{sid}}.json", sandbox.fetch_message)
     app.router.add_post(f"{API}/Calls.json", sandbox.create_call)
@@ -296,6 +300,13 @@ class _Sandbox:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.state.settled[sid].wait(), wait)
         return web.json_response(store[sid])
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything received so far (for the console)."""
+        return {
+            "messages": list(self.state.messages.values()),
+            "calls": list(self.state.calls.values()),
+        }
 
     async def list_requests(self, request: web.Request) -> web.Response:
         return web.json_response({"requests": self.state.requests})

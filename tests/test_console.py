@@ -1,0 +1,102 @@
+"""The sandbox console in headless Chromium (Debian's chromium + chromium-driver, via Selenium)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.conftest import ROOT, DevHost
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail("chromium and chromium-driver are missing: `make test` installs them (apt-get)")
+    os.environ["SE_AVOID_STATS"] = "true"  # Selenium must not phone home
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    # No network beyond loopback here: keep Chromium from trying (it retries noisily).
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-quic", "--window-size=1400,1000", f"--user-data-dir={profile}",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait(driver: WebDriver, seconds: float = 15) -> WebDriverWait[WebDriver]:
+    return WebDriverWait(driver, seconds, poll_frequency=0.1)
+
+
+def test_send_an_sms_and_see_it_delivered(browser: WebDriver, devhost: DevHost) -> None:
+    browser.get(f"{devhost.url}/sandbox/")
+    text = f"Console test {uuid.uuid4().hex[:8]} <b>not bold</b>"
+    body = browser.find_element(By.CSS_SELECTOR, "#sms-form textarea[name=body]")
+    body.clear()
+    body.send_keys(text)
+    browser.find_element(By.CSS_SELECTOR, "#sms-form button").click()
+    wait(browser).until(
+        expected_conditions.text_to_be_present_in_element((By.ID, "sms-result"), "201")
+    )
+    card = f"//ol[@id='messages']/li[div[@class='bubble' and text()={text!r}]]"
+    # The badge is upper-cased by CSS, so its data-status is what to wait for.
+    wait(browser).until(
+        expected_conditions.presence_of_element_located(
+            (By.XPATH, f"{card}//span[@data-status='delivered']")
+        )
+    )
+    assert browser.find_elements(By.XPATH, f"{card}//b") == []  # shown as text, never as HTML
+    assert "1 segment(s)" in browser.find_element(By.XPATH, card).text
+
+
+def test_place_a_call_and_see_what_was_heard(browser: WebDriver, devhost: DevHost) -> None:
+    browser.get(f"{devhost.url}/sandbox/")
+    words = f"Your code is {uuid.uuid4().int % 10**6:06d}"
+    message = browser.find_element(By.CSS_SELECTOR, "#call-form input[name=message]")
+    message.clear()
+    message.send_keys(words)
+    browser.find_element(By.CSS_SELECTOR, "#call-form button").click()
+    wait(browser).until(
+        expected_conditions.text_to_be_present_in_element((By.ID, "call-result"), "201")
+    )
+    heard = f"//ol[@id='calls']/li[.//ol[@class='heard']/li[contains(., {words!r})]]"
+    wait(browser).until(
+        expected_conditions.presence_of_element_located(
+            (By.XPATH, f"{heard}//span[@data-status='completed']")
+        )
+    )
+    assert f"“{words}” (woman)" in browser.find_element(By.XPATH, heard).text
+    if os.environ.get("UPDATE_SCREENSHOT"):
+        browser.save_screenshot(str(ROOT / "docs" / "sandbox-console.png"))
+
+
+def test_a_refusal_is_shown(browser: WebDriver, devhost: DevHost) -> None:
+    browser.get(f"{devhost.url}/sandbox/")
+    to = browser.find_element(By.CSS_SELECTOR, "#sms-form input[name=to]")
+    to.clear()
+    to.send_keys("+15005550001")
+    browser.find_element(By.CSS_SELECTOR, "#sms-form button").click()
+    wait(browser).until(
+        expected_conditions.text_to_be_present_in_element((By.ID, "sms-result"), "422")
+    )
+    assert "Invalid 'to' phone number" in browser.find_element(By.ID, "sms-result").text
