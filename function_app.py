@@ -6,13 +6,14 @@ from Broadcast import bp as broadcast
 from DeliveryStatus import bp as delivery_status
 from Health import bp as health
 from MakeCall import bp as make_call
+from OpenApi import bp as openapi
 from SendSms import bp as send_sms
 from shared.caller import mobile_auth_level
 from StatusCallback import bp as status_callback
 from TwiML import bp as twiml
 
 # Mobile routes need a function key unless CALLER_AUTH has us check identities ourselves;
-# Twilio's routes (TwiML, StatusCallback) and health are anonymous.
+# Twilio's routes (TwiML, StatusCallback), health and the OpenAPI document are anonymous.
 app = func.FunctionApp(http_auth_level=mobile_auth_level())
 app.register_functions(send_sms)
 app.register_functions(make_call)
@@ -21,3 +22,4 @@ app.register_functions(status_callback)
 app.register_functions(delivery_status)
 app.register_functions(broadcast)
 app.register_functions(health)
+app.register_functions(openapi)

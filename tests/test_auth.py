@@ -281,5 +281,5 @@ def test_identities_switch_the_host_auth_level_off_for_mobile_routes() -> None:
         mobile, "function"
     )
     assert {name: levels["jwt"][name] for name in mobile} == dict.fromkeys(mobile, "anonymous")
-    for name in ("TwiML", "StatusCallback", "Health"):
+    for name in ("TwiML", "StatusCallback", "Health", "OpenApi"):
         assert levels["function-key"][name] == levels["jwt"][name] == "anonymous"

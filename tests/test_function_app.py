@@ -43,6 +43,7 @@ def test_functions_routes_and_auth_levels(indexed: list[Any]) -> None:
         orchestration.SEND_ACTIVITY: "activityTrigger",
         orchestration.SETTLE_CHUNK_ACTIVITY: "activityTrigger",
         "Health": ("health", None, "anonymous", http),
+        "OpenApi": ("openapi.json", None, "anonymous", http),
     }
 
 
