@@ -16,6 +16,7 @@ from shared.messaging import MAX_BODY_CHARACTERS, MAX_MEDIA
 from shared.settings import Settings
 
 PROBLEM = "application/problem+json"
+Security = list[dict[str, list[str]]]
 _DESCRIPTIONS = {
     400: "Malformed body, or invalid fields (each listed in `errors`)",
     401: "Missing or invalid credentials (a `WWW-Authenticate` challenge says which)",
@@ -36,7 +37,7 @@ _RETRY_AFTER = {429, 503}
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
-    mobile_security: list[dict[str, list[str]]] = [{_scheme_name(settings): []}]
+    mobile_security: Security = [{_scheme_name(settings): []}]
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -46,8 +47,20 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "credentials on the device; TwiML and status callbacks for Twilio.",
         },
         "paths": {
-            "/SendSms": {"post": _send_sms(mobile_security)},
-            "/MakeCall": {"post": _make_call(mobile_security)},
+            "/SendSms": {
+                "post": _create(
+                    "sendSms", "Send an SMS or MMS", "SendSmsRequest", "SmsResult", mobile_security
+                )
+            },
+            "/MakeCall": {
+                "post": _create(
+                    "makeCall",
+                    "Place a voice call that says `message` (or runs your TwiML `url`)",
+                    "MakeCallRequest",
+                    "CallResult",
+                    mobile_security,
+                )
+            },
             "/TwiML": {"get": _twiml("get"), "post": _twiml("post")},
             "/StatusCallback": {"post": _status_callback()},
             "/messages/{sid}": {"get": _delivery("message", mobile_security)},
@@ -79,29 +92,17 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
 # Operations -------------------------------------------------------------------------------
 
 
-def _send_sms(security: list[dict[str, list[str]]]) -> dict[str, Any]:
+def _create(
+    operation_id: str, summary: str, request: str, result: str, security: Security
+) -> dict[str, Any]:
     return {
-        "operationId": "sendSms",
-        "summary": "Send an SMS or MMS",
+        "operationId": operation_id,
+        "summary": summary,
         "security": security,
         "parameters": [_idempotency_key()],
-        "requestBody": _body("SendSmsRequest"),
+        "requestBody": _body(request),
         "responses": {
-            "201": _json("Accepted by Twilio", "SmsResult"),
-            **_problems(400, 401, 403, 409, 415, 422, 429, 500, 502, 503, 504),
-        },
-    }
-
-
-def _make_call(security: list[dict[str, list[str]]]) -> dict[str, Any]:
-    return {
-        "operationId": "makeCall",
-        "summary": "Place a voice call that says `message` (or runs your TwiML `url`)",
-        "security": security,
-        "parameters": [_idempotency_key()],
-        "requestBody": _body("MakeCallRequest"),
-        "responses": {
-            "201": _json("Accepted by Twilio", "CallResult"),
+            "201": _json("Accepted by Twilio", result),
             **_problems(400, 401, 403, 409, 415, 422, 429, 500, 502, 503, 504),
         },
     }
@@ -150,7 +151,7 @@ def _status_callback() -> dict[str, Any]:
     }
 
 
-def _delivery(kind: str, security: list[dict[str, list[str]]]) -> dict[str, Any]:
+def _delivery(kind: str, security: Security) -> dict[str, Any]:
     return {
         "operationId": f"{kind}Status",
         "summary": f"The {kind}'s current status and its history",
@@ -162,7 +163,7 @@ def _delivery(kind: str, security: list[dict[str, list[str]]]) -> dict[str, Any]
     }
 
 
-def _start_broadcast(security: list[dict[str, list[str]]]) -> dict[str, Any]:
+def _start_broadcast(security: Security) -> dict[str, Any]:
     return {
         "operationId": "startBroadcast",
         "summary": "Send one message to many recipients (Durable Functions)",
@@ -184,7 +185,7 @@ def _start_broadcast(security: list[dict[str, list[str]]]) -> dict[str, Any]:
     }
 
 
-def _broadcast_status(security: list[dict[str, list[str]]]) -> dict[str, Any]:
+def _broadcast_status(security: Security) -> dict[str, Any]:
     return {
         "operationId": "broadcastStatus",
         "summary": "Progress, counts and per-recipient results (paged)",
@@ -203,7 +204,7 @@ def _broadcast_status(security: list[dict[str, list[str]]]) -> dict[str, Any]:
     }
 
 
-def _cancel_broadcast(security: list[dict[str, list[str]]]) -> dict[str, Any]:
+def _cancel_broadcast(security: Security) -> dict[str, Any]:
     return {
         "operationId": "cancelBroadcast",
         "summary": "Cancel: recipients not yet sent are never sent",
