@@ -55,7 +55,12 @@ def verify_twilio_request(req: func.HttpRequest, settings: Settings) -> None:
         # (e.g. a raw body without bodySHA256); a bad request is still just a bad request.
         valid = False
     if not valid:
-        logger.warning("Twilio signature mismatch: validated %s, received %s", url, req.url)
+        # Scheme, host and path tell a misconfigured PUBLIC_BASE_URL; the query would only
+        # add phone numbers and message text to the logs.
+        logger.warning(
+            "Twilio signature mismatch: validated against %s, request came to %s",
+            _without_query(url), _without_query(req.url),
+        )  # fmt: skip
         raise _rejected(f"{SIGNATURE_HEADER} does not match this request.")
 
 
@@ -71,6 +76,11 @@ def _signed_params(req: func.HttpRequest, url: str) -> object:
     if req.get_body():
         raise _rejected("A signed body must be form-encoded or carry bodySHA256.")
     return {}
+
+
+def _without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 def _rejected(detail: str) -> Forbidden:

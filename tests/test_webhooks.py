@@ -227,3 +227,15 @@ def test_function_url_is_what_public_url_rebuilds() -> None:
         "POST", "http://app.internal/api/TwiML?message=Hi+%26+bye&voice=woman"
     )
     assert public_url(forwarded, settings) == url
+
+
+def test_a_mismatch_is_logged_without_the_query(
+    twiml: Handler, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = "http://internal.example.net/api/TwiML?message=secret+code+1234&To=%2B14155550100"
+    response = twiml(build_request("GET", url, headers={"X-Twilio-Signature": "bogus"}))
+    assert response.status_code == 403
+    assert caplog.messages == [
+        "Twilio signature mismatch: validated against https://functions.example.com/api/TwiML, "
+        "request came to http://internal.example.net/api/TwiML"
+    ]
