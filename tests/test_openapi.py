@@ -18,15 +18,32 @@ import requests
 
 from shared.openapi import openapi_document
 from shared.settings import load_settings
-from tests.conftest import DevHost, start_devhost
+from tests.conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    ROOT,
+    VALID_FROM,
+    DevHost,
+    Sandbox,
+    start_devhost,
+)
 
 MAX_EXAMPLES = 25
 
 
 @pytest.fixture(scope="session")
-def openapi_host() -> Iterator[DevHost]:
+def openapi_host(sandbox_server: Sandbox) -> Iterator[DevHost]:
+    # The test's own sandbox (a known auth token), so that the hooks can sign as Twilio does.
     host = start_devhost(
-        {"LIMIT_PER_DESTINATION": "off", "LIMIT_PER_CALLER": "off", "LIMIT_GLOBAL": "off"}
+        {
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_API_BASE_URL": sandbox_server.url,
+            "TWILIO_FROM_NUMBER": VALID_FROM,
+            "LIMIT_PER_DESTINATION": "off",
+            "LIMIT_PER_CALLER": "off",
+            "LIMIT_GLOBAL": "off",
+        }
     )
     yield host
     host.stop()
@@ -93,7 +110,10 @@ def test_the_running_app_keeps_to_its_document(openapi_host: DevHost, tmp_path: 
             "--exclude-path-regex", "^/broadcasts",
         ],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_COLOR": "1"},
+        env={
+            **os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT),
+            "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", "SIGNING_TOKEN": AUTH_TOKEN,
+        },
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "No issues found" in result.stdout or " passed" in result.stdout, result.stdout[-3000:]
