@@ -43,7 +43,6 @@ logger = logging.getLogger(__name__)
 API = "/2010-04-01/Accounts/{account}"
 TWILIO_TIMEOUT_SECONDS = 15  # how long Twilio waits for a TwiML document
 NOT_REACHED = "not sent: the sandbox only reaches 127.0.0.1 (python -m devhost --sandbox-internet)"
-TERMINAL_CALL_STATES = frozenset({"completed", "failed", "busy", "no-answer", "canceled"})
 
 # To-number magic for Messages and Calls: (status, code, message)
 _MESSAGE_TO_ERRORS = {
@@ -220,7 +219,7 @@ class _Sandbox:
         return web.json_response(_public(message), status=201)
 
     async def fetch_message(self, request: web.Request) -> web.Response:
-        return await self._fetch(request, "Messages", self.state.messages, "Message")
+        return await self._fetch(request, "Messages", self.state.messages)
 
     async def create_call(self, request: web.Request) -> web.Response:
         try:
@@ -274,7 +273,7 @@ class _Sandbox:
         return web.json_response(_public(call), status=201)
 
     async def fetch_call(self, request: web.Request) -> web.Response:
-        return await self._fetch(request, "Calls", self.state.calls, "Call")
+        return await self._fetch(request, "Calls", self.state.calls)
 
     # What a developer (or a test) can look at -----------------------------------------
 
@@ -339,7 +338,7 @@ class _Sandbox:
         return form
 
     async def _fetch(
-        self, request: web.Request, resource: str, store: dict[str, dict[str, Any]], kind: str
+        self, request: web.Request, resource: str, store: dict[str, dict[str, Any]]
     ) -> web.Response:
         self.state.requests.append({"method": "GET", "resource": resource, "to": None})
         try:

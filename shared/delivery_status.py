@@ -45,10 +45,6 @@ class Delivery:
     created_at: str | None = field(default=None)
 
 
-def is_known_status(kind: Kind, status: str) -> bool:
-    return status in _RANKS[kind]
-
-
 def advance(current: Delivery | None, kind: Kind, sid: str, event: StatusEvent) -> Delivery | None:
     """The record after `event`, or None when the event changes nothing."""
     ranks = _RANKS[kind]
