@@ -21,7 +21,7 @@ from shared import messaging, policy
 from shared.broadcast_orchestration import BROADCAST_ORCHESTRATOR, OUTCOMES, tally
 from shared.deliveries import now
 from shared.errors import AppError, ServiceUnavailable, ValidationFailed
-from shared.idempotency import KEY_HEADER, KEY_TTL_SECONDS, LEASE_SECONDS
+from shared.idempotency import KEY_HEADER, KEY_TTL_SECONDS, LEASE_SECONDS, request_fingerprint
 from shared.limits import enforce_limits
 from shared.messaging import MAX_BODY_CHARACTERS
 from shared.phone import InvalidPhoneNumber, PhoneNumber, to_e164
@@ -81,8 +81,9 @@ def plan_broadcast(fields: Mapping[str, Any], settings: Settings) -> BroadcastPl
     if not recipients:
         raise ValidationFailed([{"field": "to", "message": "has no number that may be sent to"}])
     assert body is not None
-    fingerprint = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-    return BroadcastPlan(tuple(recipients), tuple(rejected), body, sender, fingerprint)
+    return BroadcastPlan(
+        tuple(recipients), tuple(rejected), body, sender, request_fingerprint(fields)
+    )
 
 
 async def start_broadcast(

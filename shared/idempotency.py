@@ -48,7 +48,7 @@ def idempotent(
     if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
         raise BadRequest(f"{KEY_HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.")
     scope = f"{caller}|{route}"
-    fingerprint = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+    fingerprint = request_fingerprint(fields)
     try:
         claim = store.claim_key(
             scope, key, fingerprint, time.time(), KEY_TTL_SECONDS, LEASE_SECONDS
@@ -75,6 +75,11 @@ def idempotent(
     response = as_response(operation, route)
     _settle(store, scope, key, response)
     return response
+
+
+def request_fingerprint(fields: Mapping[str, Any]) -> str:
+    """What makes two requests "the same" under one key: their fields, in any order."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 def _settle(store: Store, scope: str, key: str, response: func.HttpResponse) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import azure.functions as func
 import pytest
 
+from shared.idempotency import request_fingerprint
 from shared.settings import get_settings
 from shared.store import get_store
 from tests.conftest import (
@@ -64,16 +65,12 @@ def test_same_key_other_body_is_422(send_sms: Handler, sandbox: Sandbox) -> None
 
 
 def test_in_flight_duplicate_is_409_with_retry_after(send_sms: Handler, sandbox: Sandbox) -> None:
-    request = send_sms  # the first request's claim, as if it were still running elsewhere
-    store = get_store(get_settings())
-    import hashlib
-    import json
-
-    fingerprint = hashlib.sha256(
-        json.dumps({"to": VALID_TO, "body": "x"}, sort_keys=True).encode()
-    ).hexdigest()
-    store.claim_key("ip:unknown|SendSms", "key-1", fingerprint, time.time(), 3600, 600)
-    response = send(request, {"to": VALID_TO, "body": "x"})
+    # The first request's claim, as if it were still running in another process.
+    fingerprint = request_fingerprint({"to": VALID_TO, "body": "x"})
+    get_store(get_settings()).claim_key(
+        "ip:unknown|SendSms", "key-1", fingerprint, time.time(), 3600, 600
+    )
+    response = send(send_sms, {"to": VALID_TO, "body": "x"})
     assert (response.status_code, response.headers["Retry-After"], body_of(response)["title"]) == (
         409, "1", "Request in progress",
     )  # fmt: skip
