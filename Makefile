@@ -1,19 +1,30 @@
-# `make run` and `make test` must work on a fresh machine with Python 3.11, Node/npm and make.
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# `make run` and `make test` must work on a fresh machine with Python 3.13, Node/npm and make.
+# scripts/find-python finds Python 3.13 (pyenv's included) or says what to install.
 VENV := .venv
 PY := $(VENV)/bin/python
+VENV_OK := $(VENV)/.python-3.13
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# The worker's RPC message classes, compiled from our .proto (see devhost/rpc/).
+RPC := devhost/rpc/function_rpc_pb2.py
 
 .PHONY: install run test lint typecheck unit format clean bench browser
 
-$(PY):
-	$(PYTHON) -m venv $(VENV)
+# A venv from another Python (an older checkout's 3.11) is replaced, not reused.
+$(VENV_OK):
+	@python=$$(PYTHON="$(PYTHON)" scripts/find-python) || exit 1; \
+	  rm -rf $(VENV) && echo "make: creating $(VENV) with $$python" && "$$python" -m venv $(VENV)
+	touch $@
 
-$(STAMP): requirements.txt requirements-dev.txt | $(PY)
+$(STAMP): requirements.txt requirements-dev.txt $(VENV_OK)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
+
+$(RPC): devhost/rpc/function_rpc.proto $(STAMP)
+	$(PY) -m grpc_tools.protoc -I devhost/rpc --python_out=devhost/rpc \
+	  --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=quiet:devhost/rpc \
+	  devhost/rpc/function_rpc.proto
 
 # Azurite (the Azure Storage emulator) for the Table Storage tests and `make run AZURITE=1`.
 $(NODE_STAMP): package.json package-lock.json
@@ -27,7 +38,7 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
 	  else echo "make: the browser test needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"; exit 1; fi; }
 
-install: $(STAMP) $(NODE_STAMP)
+install: $(STAMP) $(RPC) $(NODE_STAMP)
 
 local.settings.json:
 	cp local.settings.json.example local.settings.json
@@ -52,7 +63,8 @@ format: install
 	$(PY) -m ruff check --fix .
 
 clean:
-	rm -rf $(VENV) node_modules .azurite .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .azurite .pytest_cache .mypy_cache .ruff_cache \
+	  devhost/rpc/function_rpc_pb2.py devhost/rpc/function_rpc_pb2.pyi
 
 bench: install
 	$(PY) -m bench

@@ -86,12 +86,12 @@ def broadcast_chunk_orchestrator(
 
 
 @bp.activity_trigger(input_name="job")
-def broadcast_load_chunk(job: dict[str, Any]) -> list[list[Any]]:
+def broadcast_load_chunk(job: dict) -> list[list[Any]]:
     return broadcasts.load_chunk(job, get_store(get_settings()))
 
 
 @bp.activity_trigger(input_name="payload")
-def broadcast_send(payload: dict[str, Any]) -> dict[str, Any]:
+def broadcast_send(payload: dict) -> dict[str, Any]:
     settings = get_settings()
     return broadcasts.send_to_recipient(
         payload, settings, get_store(settings), get_client(settings)
@@ -99,7 +99,7 @@ def broadcast_send(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="job")
-def broadcast_settle_chunk(job: dict[str, Any]) -> dict[str, int]:
+def broadcast_settle_chunk(job: dict) -> dict[str, int]:
     return broadcasts.settle_chunk(job, get_store(get_settings()))
 
 

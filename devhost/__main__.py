@@ -1,7 +1,8 @@
 """`python -m devhost`: the local Functions host (and, without credentials, the Twilio sandbox).
 
 Loads local.settings.json `Values` into the environment as `func start` does (variables
-already set in the environment win), imports the real function_app, and serves it.
+already set in the environment win), has azure-functions-runtime (the worker Azure runs)
+index function_app.py, and serves its HTTP functions through that worker.
 """
 
 from __future__ import annotations
@@ -17,21 +18,21 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
 
 from devhost.console import add_console
 from devhost.host import (
-    HttpFunction,
+    HttpRoute,
+    add_function_routes,
     create_host_app,
     describe,
-    http_functions,
-    non_http_functions,
+    http_routes,
     route_prefix,
 )
 from devhost.sandbox import SandboxConfig, create_sandbox_app
+from devhost.worker import InProcessWorker, WorkerRefused
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_ACCOUNT_SID = "AC" + "0" * 32
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
         pass
     except OSError as exc:  # typically a port taken by another devhost or func start
         sys.exit(f"devhost: cannot listen: {exc.strerror}. Pick others with --port/--sandbox-port.")
+    except WorkerRefused as exc:  # what Azure would log as "Worker failed to index functions"
+        sys.exit(f"devhost: the Functions worker refused the app: {exc}")
 
 
 def load_local_settings(path: Path) -> None:
@@ -96,9 +99,6 @@ def azurite_if(wanted: bool) -> Iterator[None]:
 
 async def serve(args: argparse.Namespace, sandbox: bool) -> None:
     host, port = args.host, args.port
-    threads = int(
-        os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT") or min(32, (os.cpu_count() or 1) + 4)
-    )
     runners: list[web.AppRunner] = []
     sandbox_url = None
     sandbox_app = None
@@ -117,15 +117,16 @@ async def serve(args: argparse.Namespace, sandbox: bool) -> None:
         if not os.environ.get("TWILIO_FROM_NUMBER", "").strip():
             os.environ["TWILIO_FROM_NUMBER"] = SANDBOX_FROM_NUMBER
 
-    from function_app import app as function_app  # after the environment is complete
-
-    indexed = function_app.get_functions()
-    functions = http_functions(function_app, indexed)
+    # The worker indexes the app once the environment is complete (CALLER_AUTH decides
+    # auth levels at import, as on Azure).
+    worker = InProcessWorker(ROOT)
+    indexed = await worker.start()
     prefix = route_prefix(ROOT / "host.json")
-    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="worker")
-    host_app = create_host_app(functions, prefix, executor)
+    routes = http_routes(indexed, prefix)
+    host_app = create_host_app()
     if sandbox_app is not None:
         add_console(host_app, sandbox_app)
+    add_function_routes(host_app, worker, routes)
     host_url = await _start(host_app, host, port, runners)
     if not os.environ.get("PUBLIC_BASE_URL", "").strip():
         os.environ["PUBLIC_BASE_URL"] = host_url
@@ -136,14 +137,14 @@ async def serve(args: argparse.Namespace, sandbox: bool) -> None:
             os.environ["PUBLIC_BASE_URL"],
             host_url,
         )
-    _banner(functions, prefix, host_url, sandbox_url, non_http_functions(indexed))
+    not_served = [f.name for f in indexed if not f.is_http]
+    _banner(routes, prefix, host_url, sandbox_url, not_served)
     print(f"{READY_PREFIX}{json.dumps({'host': host_url, 'sandbox': sandbox_url})}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
-        executor.shutdown(wait=False, cancel_futures=True)
 
 
 async def _start(app: web.Application, host: str, port: int, runners: list[web.AppRunner]) -> str:
@@ -157,7 +158,7 @@ async def _start(app: web.Application, host: str, port: int, runners: list[web.A
 
 
 def _banner(
-    functions: list[HttpFunction],
+    functions: list[HttpRoute],
     prefix: str,
     host_url: str,
     sandbox_url: str | None,
@@ -167,7 +168,7 @@ def _banner(
     lines += [
         f"  {name:<15} {route}" for name, route in describe(functions, prefix, host_url).items()
     ]
-    durable = [f.name for f in functions if f.needs_durable]
+    durable = [f.function.name for f in functions if f.needs_durable]
     if durable or not_served:
         lines += [
             "",

@@ -1,120 +1,257 @@
-"""Serve a real azure.functions FunctionApp over HTTP, the way the Functions host does.
+"""The local Functions host: only what the host itself does, everything else in the worker.
 
-Every HTTP-triggered function is mounted at `/{routePrefix}/{route}` with its methods
-(others get the host's bare 404), sync handlers run on a thread pool like the Python
-worker's, async ones on the loop, and an exception becomes the host's empty 500.
+The host owns the HTTP server and routing: `/{routePrefix}/{route}`, matched without
+regard to case, route parameters, the trigger's methods (another method gets the host's
+bare 404), the 100 MB body limit. It turns a request into the RPC `RpcHttp` message,
+has azure-functions-runtime invoke the function (devhost/worker.py), and turns the
+`RpcHttp` it returns into the response; a failed invocation is the host's empty 500.
 Auth levels are shown but not enforced, as with `func start`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import inspect
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any
+from urllib.parse import quote, unquote
 
-import azure.functions as func
 from aiohttp import web
+
+from devhost.rpc import messages as rpc
+from devhost.worker import IndexedFunction, InProcessWorker
 
 logger = logging.getLogger(__name__)
 
-_ROUTE_PARAMETER = re.compile(r"\{(\w+)(?::[^}?]+)?(\?)?\}")
+MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the host's default request body limit
+# Route templates: {name}, {name:constraint}; optional and catch-all parameters are not used.
+_PARAMETER = re.compile(r"\{(\w+)(?::(\w+))?(\?)?\}")
+_ESCAPED = re.compile(r"(%[0-9A-Fa-f]{2})")
+_PATH_CHARACTERS = "/:@!$&'()*+,;=-._~"
+_CONSTRAINTS = {
+    None: r"[^/]+",
+    "alpha": r"[A-Za-z]+",
+    "int": r"-?\d+",
+    "long": r"-?\d+",
+    "guid": r"[0-9A-Fa-f]{8}-?(?:[0-9A-Fa-f]{4}-?){3}[0-9A-Fa-f]{12}",
+}
 
 
 @dataclass(frozen=True)
-class HttpFunction:
-    name: str
-    route: str
-    methods: tuple[str, ...]  # empty: every method
+class HttpRoute:
+    function: IndexedFunction
+    template: str
+    pattern: re.Pattern[str]
+    methods: frozenset[str]  # empty: every method
     auth_level: str
     trigger_arg: str
-    user_function: Callable[..., Any]
-    needs_durable: bool = False  # takes a Durable client, which only the real host provides
+    needs_durable: bool  # takes a Durable client, which only a Durable extension provides
 
 
-def route_prefix(host_json: Path) -> str:
-    config = json.loads(host_json.read_text())
-    prefix = config.get("extensions", {}).get("http", {}).get("routePrefix", "api")
-    return str(prefix).strip("/")
-
-
-def http_functions(app: func.FunctionApp, indexed: list[Any]) -> list[HttpFunction]:
-    """The HTTP functions among `indexed` (app.get_functions() may be called only once)."""
-    found = []
-    for function in indexed:
-        trigger = function.get_trigger()
-        if not isinstance(trigger, func.decorators.http.HttpTrigger):
+def http_routes(functions: list[IndexedFunction], prefix: str) -> list[HttpRoute]:
+    """The HTTP functions' routes in indexing order (the host tries them in that order)."""
+    routes: list[HttpRoute] = []
+    for function in functions:
+        if not function.is_http:
             continue
-        name = function.get_function_name() or "function"
-        found.append(
-            HttpFunction(
-                name=name,
-                route=trigger.route or name,
-                methods=tuple(_method_name(m) for m in trigger.methods or ()),
-                auth_level=_method_name(trigger.auth_level or app.auth_level).lower(),
-                trigger_arg=trigger.name,
-                user_function=function.get_user_function(),
-                needs_durable=any(b.type == "durableClient" for b in function.get_bindings()),
+        trigger = function.trigger
+        template = str(trigger.get("route") or function.name).strip("/")
+        methods = frozenset(m.upper() for m in trigger.get("methods") or ())
+        _refuse_as_the_host_does(template, methods, routes)
+        routes.append(
+            HttpRoute(
+                function=function,
+                template=template,
+                pattern=compile_route(prefix, template),
+                methods=methods,
+                auth_level=str(trigger.get("authLevel", "function")).lower(),
+                trigger_arg=str(trigger["name"]),
+                needs_durable=any(b.get("type") == "durableClient" for b in function.bindings),
             )
         )
-    return found
+    return routes
 
 
-def create_host_app(
-    functions: list[HttpFunction], prefix: str, executor: ThreadPoolExecutor
-) -> web.Application:
-    app = web.Application(client_max_size=100 * 1024 * 1024)  # the host's 100 MB limit
-    for function in functions:
-        path = (
-            f"/{prefix}/{_aiohttp_route(function.route)}"
-            if prefix
-            else f"/{_aiohttp_route(function.route)}"
+def _refuse_as_the_host_does(
+    template: str, methods: frozenset[str], earlier: list[HttpRoute]
+) -> None:
+    if template.lower().startswith(("admin", "runtime")):
+        raise ValueError(f"route {template!r}: the host reserves admin/ and runtime/")
+    for route in earlier:
+        overlap = not methods or not route.methods or methods & route.methods
+        if route.template.lower() == template.lower() and overlap:
+            raise ValueError(f"route {template!r} is declared twice")
+
+
+def compile_route(prefix: str, template: str) -> re.Pattern[str]:
+    """Literal segments match without regard to case; a trailing slash is ignored."""
+    parts = []
+    position = 0
+    for match in _PARAMETER.finditer(template):
+        name, constraint, optional = match.groups()
+        if optional or constraint not in _CONSTRAINTS:
+            raise ValueError(f"route {template!r}: {match.group(0)} is not supported here")
+        parts.append(re.escape(template[position : match.start()]))
+        parts.append(f"(?P<{name}>{_CONSTRAINTS[constraint]})")
+        position = match.end()
+    parts.append(re.escape(template[position:]))
+    path = "/".join(p for p in (prefix, "".join(parts)) if p)
+    return re.compile(f"/{path}/?", re.IGNORECASE)
+
+
+def create_host_app() -> web.Application:
+    return web.Application(client_max_size=MAX_REQUEST_BYTES)
+
+
+def add_function_routes(
+    app: web.Application, worker: InProcessWorker, routes: list[HttpRoute]
+) -> None:
+    """Serve `routes` through `worker`; added last, as a catch-all behind other routes."""
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        path = _decoded_path(request.raw_path)
+        found = _match(routes, request.method, path)
+        if found is None:
+            return web.Response(status=404)
+        route, route_params = found
+        if route.needs_durable:
+            return _durable_unavailable()
+        if not _headers_are_utf8(request):
+            return web.Response(status=400)  # Kestrel refuses such requests, empty 400
+        http = to_rpc_http(request, path, await request.read(), route_params)
+        invocation = await worker.invoke(
+            route.function, {route.trigger_arg: rpc.TypedData(http=http)}
         )
-        app.router.add_route("*", path, functools.partial(_invoke, function, executor))
-    return app
+        if not invocation.succeeded:
+            logger.error("Function %s failed: %s", route.function.name, invocation.error)
+            return web.Response(status=500)
+        return from_rpc_http(invocation.return_value, route.function.name)
+
+    app.router.add_route("*", "/{path:(?s:.*)}", dispatch)  # (?s): paths may hold %0A
 
 
-async def _invoke(
-    function: HttpFunction, executor: ThreadPoolExecutor, request: web.Request
-) -> web.StreamResponse:
-    if function.methods and request.method not in function.methods:
-        return web.Response(status=404)
-    if function.needs_durable:
-        return _durable_unavailable()
-    req = await to_functions_request(request)
-    call = functools.partial(function.user_function, **{function.trigger_arg: req})
-    try:
-        if inspect.iscoroutinefunction(function.user_function):
-            result = await call()
-        else:
-            result = await asyncio.get_running_loop().run_in_executor(executor, call)
-    except Exception:
-        logger.exception("Function %s raised", function.name)
-        return web.Response(status=500)
-    return to_aiohttp_response(result)
+def _match(
+    routes: list[HttpRoute], method: str, path: str
+) -> tuple[HttpRoute, dict[str, str]] | None:
+    for route in routes:
+        match = route.pattern.fullmatch(path)
+        if match and (not route.methods or method in route.methods):
+            return route, match.groupdict()
+    return None
 
 
-async def to_functions_request(request: web.Request) -> func.HttpRequest:
-    body = await request.read()
-    # raw_path keeps the query byte for byte, as the host hands it to the worker:
-    # Twilio signatures are computed over exactly those bytes.
-    url = f"{request.scheme}://{request.host}{request.raw_path}"
-    headers = dict(request.headers)
-    headers["X-Forwarded-For"] = _forwarded_for(request)
-    return func.HttpRequest(
+def to_rpc_http(
+    request: web.Request, path: str, body: bytes, route_params: Mapping[str, str]
+) -> rpc.RpcHttp:
+    """The RpcHttp the host sends a Python worker: the URL with its query string byte for
+    byte (Twilio signs exactly those bytes) but the path re-escaped, headers with lower-case
+    names, repeated headers and query keys joined with commas, the body as bytes."""
+    raw_query = request.raw_path.partition("?")[2]
+    url = f"{request.scheme}://{request.host}{_escaped_path(path)}"
+    http = rpc.RpcHttp(
         method=request.method,
-        url=url,
-        headers=headers,
-        params={key: value for key, value in request.query.items()},  # last one wins
-        route_params=dict(request.match_info),
-        body=body,
+        url=f"{url}?{raw_query}" if raw_query else url,
+        headers=_joined([(k.lower(), v) for k, v in request.headers.items()]),
+        query=_query(raw_query),
+        params=dict(route_params),
+    )
+    http.headers["x-forwarded-for"] = _forwarded_for(request)
+    if request.content_length:  # no Content-Length (chunked): the host sends no body
+        http.body.bytes = body
+    return http
+
+
+def from_rpc_http(value: rpc.TypedData | None, name: str) -> web.Response:
+    """The host's answer to what the function returned (None: an empty 200)."""
+    if value is None:
+        return web.Response(status=200)
+    kind = value.WhichOneof("data")
+    if kind == "string":
+        return web.Response(status=200, text=value.string)
+    if kind != "http":
+        logger.error("Function %s returned %s, not an HTTP response", name, kind)
+        return web.Response(status=500)
+    http = value.http
+    status = int(http.status_code) if http.status_code.isdecimal() else 200
+    # aiohttp labels a body without Content-Type application/octet-stream (the host sends
+    # none); every response of ours carries one, as func.HttpResponse always sets it.
+    response = web.Response(status=status, body=_body_bytes(http.body), headers=dict(http.headers))
+    for cookie in http.cookies:
+        response.headers.add("Set-Cookie", _set_cookie(cookie))
+    return response
+
+
+def _body_bytes(body: rpc.TypedData) -> bytes:
+    kind = body.WhichOneof("data")
+    if kind == "bytes":
+        return body.bytes
+    if kind in ("string", "json"):
+        return str(getattr(body, kind)).encode()
+    return b""
+
+
+def _set_cookie(cookie: rpc.RpcHttpCookie) -> str:
+    jar: SimpleCookie = SimpleCookie()
+    jar[cookie.name] = cookie.value
+    morsel = jar[cookie.name]
+    if cookie.HasField("path"):
+        morsel["path"] = cookie.path.value
+    if cookie.HasField("domain"):
+        morsel["domain"] = cookie.domain.value
+    if cookie.HasField("max_age"):
+        morsel["max-age"] = str(int(cookie.max_age.value))
+    morsel["secure"] = cookie.HasField("secure") and cookie.secure.value
+    morsel["httponly"] = cookie.HasField("http_only") and cookie.http_only.value
+    return morsel.OutputString()
+
+
+def _headers_are_utf8(request: web.Request) -> bool:
+    # aiohttp keeps undecodable bytes as surrogates; Kestrel accepts UTF-8 header values only.
+    try:
+        for key, value in request.headers.items():
+            key.encode(), value.encode()
+        request.raw_path.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _joined(items: list[tuple[str, str]]) -> dict[str, str]:
+    # StringValues.ToString(): values joined with a bare comma, empty ones left out.
+    values: dict[str, list[str]] = {}
+    for key, value in items:
+        values.setdefault(key, []).append(value)
+    return {key: ",".join(v for v in found if v) for key, found in values.items()}
+
+
+def _query(raw_query: str) -> dict[str, str]:
+    """ASP.NET's Query: keys without regard to case (first spelling kept), `+` is a space,
+    repeated values comma-joined; a key whose value is empty is not sent at all."""
+    spelling: dict[str, str] = {}
+    items = []
+    for pair in raw_query.split("&"):
+        if not pair:
+            continue
+        key, _, value = pair.partition("=")
+        key, value = unquote(key.replace("+", " ")), unquote(value.replace("+", " "))
+        items.append((spelling.setdefault(key.lower(), key), value))
+    return {key: value for key, value in _joined(items).items() if value}
+
+
+def _decoded_path(raw_path: str) -> str:
+    # The server decodes the path but keeps %2F, so an encoded slash never splits a segment.
+    path = raw_path.partition("?")[0]
+    return "%2F".join(unquote(part) for part in re.split("%2[Ff]", path))
+
+
+def _escaped_path(path: str) -> str:
+    # PathString.ToUriComponent(): path characters and %XX triplets stay, the rest is escaped.
+    return "".join(
+        part if _ESCAPED.fullmatch(part) else quote(part, safe=_PATH_CHARACTERS)
+        for part in _ESCAPED.split(path)
     )
 
 
@@ -129,22 +266,6 @@ def _forwarded_for(request: web.Request) -> str:
     return ", ".join(part for part in (incoming, hop) if part)
 
 
-def to_aiohttp_response(result: Any) -> web.Response:
-    if not isinstance(result, func.HttpResponse):
-        logger.error("Function returned %s, not an HttpResponse", type(result).__name__)
-        return web.Response(status=500)
-    headers: dict[str, str] = dict(result.headers.items())
-    if not any(key.lower() == "content-type" for key in headers):
-        mimetype = result.mimetype
-        charset = (
-            f"; charset={result.charset}"
-            if mimetype.startswith("text/") or mimetype.endswith(("json", "xml"))
-            else ""
-        )
-        headers["Content-Type"] = f"{mimetype}{charset}"
-    return web.Response(status=result.status_code, body=result.get_body(), headers=headers)
-
-
 def _durable_unavailable() -> web.Response:
     problem = {
         "type": "urn:twilio-functions:problem:needs-functions-host",
@@ -156,26 +277,15 @@ def _durable_unavailable() -> web.Response:
     return web.json_response(problem, status=501, content_type="application/problem+json")
 
 
-def non_http_functions(indexed: list[Any]) -> list[str]:
-    """Names of functions the local host cannot run (orchestrators, activities, …)."""
-    return [f.get_function_name() for f in indexed if not f.is_http_function()]
+def route_prefix(host_json: Path) -> str:
+    config = json.loads(host_json.read_text())
+    prefix = config.get("extensions", {}).get("http", {}).get("routePrefix", "api")
+    return str(prefix).strip("/")
 
 
-def _aiohttp_route(route: str) -> str:
-    def replace(match: re.Match[str]) -> str:
-        if match.group(2):
-            raise ValueError(f"optional route parameters are not supported: {route}")
-        return "{" + match.group(1) + "}"
-
-    return _ROUTE_PARAMETER.sub(replace, route.strip("/"))
-
-
-def _method_name(value: Any) -> str:
-    return str(getattr(value, "value", value)).upper()
-
-
-def describe(functions: list[HttpFunction], prefix: str, base_url: str) -> Mapping[str, str]:
+def describe(routes: list[HttpRoute], prefix: str, base_url: str) -> Mapping[str, str]:
     return {
-        f.name: f"{'|'.join(f.methods) or 'ANY':<8} {base_url}/{prefix}/{f.route} ({f.auth_level})"
-        for f in functions
+        r.function.name: f"{'|'.join(sorted(r.methods)) or 'ANY':<8} "
+        f"{base_url}/{prefix}/{r.template} ({r.auth_level})"
+        for r in routes
     }

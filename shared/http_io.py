@@ -11,7 +11,7 @@ import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec
+from typing import Any
 
 import azure.functions as func
 
@@ -19,7 +19,6 @@ from shared.errors import AppError, BadRequest, MethodNotAllowed, UnsupportedMed
 
 logger = logging.getLogger(__name__)
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
-P = ParamSpec("P")
 
 _FORM = "application/x-www-form-urlencoded"
 
@@ -95,7 +94,7 @@ def as_response(operation: Callable[[], func.HttpResponse], name: str) -> func.H
         return failure_response(exc, name)
 
 
-def async_error_boundary(
+def async_error_boundary[**P](
     handler: Callable[P, Awaitable[func.HttpResponse]],
 ) -> Callable[P, Awaitable[func.HttpResponse]]:
     """error_boundary for async handlers (durable client functions are async)."""

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -42,13 +42,11 @@ from shared.store import (
 # azure-core logs every request (URL, headers) at INFO; keys and numbers are in URLs.
 logging.getLogger("azure").setLevel(logging.WARNING)
 
-P = ParamSpec("P")
-T = TypeVar("T")
 MAX_CONFLICT_RETRIES = 200
 _KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f]")
 
 
-def _available(method: Callable[P, T]) -> Callable[P, T]:
+def _available[**P, T](method: Callable[P, T]) -> Callable[P, T]:
     """Storage errors become StoreUnavailable (callers fail closed, never unlimited); a
     table that vanished (deleted, or an emulator restarted empty) is created again."""
 

@@ -13,7 +13,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from shared.settings import Settings
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from twilio.http.response import Response
     from twilio.rest import Client
 
-T = TypeVar("T")
 CONNECT_RETRIES = 2
 
 # twilio-python logs every request URL and its parameters (phone numbers, message
@@ -90,7 +89,7 @@ def build_http_client(settings: Settings) -> TwilioHttpClient:
     return client
 
 
-def with_rate_limit_retry(settings: Settings, operation: Callable[[], T]) -> T:
+def with_rate_limit_retry[T](settings: Settings, operation: Callable[[], T]) -> T:
     """Run a Twilio create, retrying only on 429: Twilio did not process those requests."""
     from twilio.base.exceptions import TwilioRestException
 

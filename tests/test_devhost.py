@@ -8,16 +8,20 @@ from pathlib import Path
 
 import pytest
 import requests
+from aiohttp.test_utils import make_mocked_request
+from multidict import CIMultiDict
 
 from devhost.__main__ import load_local_settings
-from devhost.host import _aiohttp_route
+from devhost.host import _decoded_path, compile_route, from_rpc_http, to_rpc_http
+from devhost.rpc import messages as rpc
 from tests.conftest import VALID_TO, DevHost
 
 
 def test_health_in_sandbox_mode(devhost: DevHost) -> None:
     response = requests.get(f"{devhost.url}/api/health", timeout=10)
     assert response.status_code == 200
-    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    # The worker sets the content type from the mimetype, without a charset for JSON.
+    assert response.headers["Content-Type"] == "application/json"
     assert response.json() == {
         "status": "ok",
         "twilio": "sandbox",
@@ -59,7 +63,7 @@ def test_call_fetches_signed_twiml_and_records_what_is_heard(devhost: DevHost) -
 def test_unsigned_twiml_request_is_403(devhost: DevHost) -> None:
     response = requests.get(f"{devhost.url}/api/TwiML?message=hi", timeout=10)
     assert response.status_code == 403
-    assert response.headers["Content-Type"] == "application/problem+json; charset=utf-8"
+    assert response.headers["Content-Type"] == "application/problem+json"
     assert response.json()["detail"] == "Missing X-Twilio-Signature header."
 
 
@@ -110,12 +114,78 @@ def test_local_settings_values_load_but_the_environment_wins(
 
 
 @pytest.mark.parametrize(
-    ("route", "expected"),
+    ("template", "path", "params"),
     [
-        ("SendSms", "SendSms"),
-        ("messages/{sid}", "messages/{sid}"),
-        ("items/{id:int}", "items/{id}"),
+        ("SendSms", "/api/SendSms", {}),
+        ("SendSms", "/API/sendsms", {}),  # the host matches routes without regard to case
+        ("SendSms", "/api/SendSms/", {}),
+        ("messages/{sid}", "/api/messages/SM123", {"sid": "SM123"}),
+        ("items/{id:int}", "/api/items/42", {"id": "42"}),
+        ("SendSms", "/api/SendSmsX", None),
+        ("SendSms", "/SendSms", None),
+        ("messages/{sid}", "/api/messages/a/b", None),
+        ("items/{id:int}", "/api/items/x", None),
     ],
 )
-def test_functions_routes_become_aiohttp_routes(route: str, expected: str) -> None:
-    assert _aiohttp_route(route) == expected
+def test_routes_match_as_the_host_matches_them(
+    template: str, path: str, params: dict[str, str] | None
+) -> None:
+    match = compile_route("api", template).fullmatch(path)
+    assert (match.groupdict() if match else None) == params
+
+
+def test_unsupported_route_templates_are_refused_at_start() -> None:
+    with pytest.raises(ValueError, match=r"\{id\?\} is not supported"):
+        compile_route("api", "items/{id?}")
+
+
+def test_requests_reach_the_worker_as_the_host_sends_them() -> None:
+    headers = CIMultiDict(
+        [("Host", "functions.example.com"), ("Accept", "a"), ("accept", "b"), ("X-Empty", "")]
+    )
+    raw = "/api/T%77iML/a%2Fb%20c?message=a&Message=b&blank=&x=1+2&code=k&e=%3D"
+    request = make_mocked_request("GET", raw, headers=headers)
+    http = to_rpc_http(request, _decoded_path(raw), b"", {"rest": "a%2Fb c"})
+    # The query string byte for byte (Twilio signs it); the path decoded and re-escaped.
+    assert http.url == (
+        "http://functions.example.com/api/TwiML/a%2Fb%20c"
+        "?message=a&Message=b&blank=&x=1+2&code=k&e=%3D"
+    )
+    # Keys without regard to case, values comma-joined, blank ones dropped, `code` kept.
+    assert dict(http.query) == {"message": "a,b", "x": "1 2", "code": "k", "e": "="}
+    assert dict(http.headers) == {
+        "host": "functions.example.com",
+        "accept": "a,b",
+        "x-empty": "",
+        "x-forwarded-for": "",
+    }
+    assert dict(http.params) == {"rest": "a%2Fb c"}
+    assert not http.HasField("body")  # no Content-Length: the host sends no body
+
+
+def test_a_body_goes_to_the_worker_as_bytes_whatever_its_type() -> None:
+    headers = CIMultiDict([("Content-Type", "application/json"), ("Content-Length", "2")])
+    request = make_mocked_request("POST", "/api/SendSms", headers=headers)
+    http = to_rpc_http(request, "/api/SendSms", b"{}", {})
+    assert (http.body.WhichOneof("data"), http.body.bytes) == ("bytes", b"{}")
+
+
+def test_what_the_worker_returns_becomes_the_hosts_answer() -> None:
+    answer = rpc.TypedData(
+        http=rpc.RpcHttp(
+            status_code="201",
+            headers={"content-type": "application/json", "location": "/x"},
+            body=rpc.TypedData(bytes=b'{"a": 1}'),
+        )
+    )
+    response = from_rpc_http(answer, "f")
+    assert (response.status, response.body, response.headers["Location"]) == (
+        201,
+        b'{"a": 1}',
+        "/x",
+    )
+    assert response.headers["Content-Type"] == "application/json"
+    nothing = from_rpc_http(None, "f")  # a function returning None: an empty 200
+    assert (nothing.status, nothing.body) == (200, None)
+    odd = from_rpc_http(rpc.TypedData(http=rpc.RpcHttp(status_code="x")), "f")
+    assert odd.status == 200  # an unparsable status is 200, as the host's int.TryParse

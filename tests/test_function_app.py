@@ -1,4 +1,7 @@
-"""Indexing: exactly the functions, routes, methods and auth levels we mean to deploy."""
+"""The app's composition: host.json, documented settings, health, the last-resort 500.
+
+Indexing itself is checked through the worker Azure runs, in tests/test_worker.py.
+"""
 
 from __future__ import annotations
 
@@ -6,45 +9,8 @@ import json
 import re
 from typing import Any
 
-from shared import broadcast_orchestration as orchestration
 from shared.webhooks import ROUTE_PREFIX
 from tests.conftest import ROOT, Handler, SetEnv, body_of, build_request
-
-
-def test_functions_routes_and_auth_levels(indexed: list[Any]) -> None:
-    found = {}
-    for function in indexed:
-        trigger = function.get_trigger()
-        if trigger.type == "httpTrigger":
-            bindings = sorted(b.type for b in function.get_bindings())
-            found[function.get_function_name()] = (
-                trigger.route,
-                trigger.methods,
-                trigger.auth_level.value,
-                bindings,
-            )
-        else:
-            found[function.get_function_name()] = trigger.type
-    http = ["http", "httpTrigger"]
-    durable_http = ["durableClient", "http", "httpTrigger"]
-    assert found == {
-        "SendSms": ("SendSms", None, "function", http),
-        "MakeCall": ("MakeCall", None, "function", http),
-        "TwiML": ("TwiML", None, "anonymous", http),
-        "StatusCallback": ("StatusCallback", None, "anonymous", http),
-        "MessageStatus": ("messages/{sid}", None, "function", http),
-        "CallStatus": ("calls/{sid}", None, "function", http),
-        "StartBroadcast": ("broadcasts", None, "function", durable_http),
-        "Broadcast": ("broadcasts/{id}", None, "function", durable_http),
-        # Durable calls these by function name: the names orchestration.py uses.
-        orchestration.BROADCAST_ORCHESTRATOR: "orchestrationTrigger",
-        orchestration.CHUNK_ORCHESTRATOR: "orchestrationTrigger",
-        orchestration.LOAD_CHUNK_ACTIVITY: "activityTrigger",
-        orchestration.SEND_ACTIVITY: "activityTrigger",
-        orchestration.SETTLE_CHUNK_ACTIVITY: "activityTrigger",
-        "Health": ("health", None, "anonymous", http),
-        "OpenApi": ("openapi.json", None, "anonymous", http),
-    }
 
 
 def test_host_json_is_a_functions_4_host_file() -> None:

@@ -80,7 +80,7 @@ def test_unknown_sid_is_404(devhost: DevHost) -> None:
     response = requests.get(f"{devhost.url}/api/calls/CA{'9' * 32}", timeout=10)
     assert (response.status_code, response.headers["Content-Type"]) == (
         404,
-        "application/problem+json; charset=utf-8",
+        "application/problem+json",
     )
 
 
