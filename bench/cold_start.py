@@ -1,9 +1,14 @@
 """Cold start: a fresh Python process per sample, as a new Functions instance pays it.
 
-Ours: import function_app, index it, answer one TwiML request (and, for the SendSms
-path, one SendSms request against the sandbox), all in-process. The floor: a fresh
-process that imports azure.functions and azure.durable_functions and indexes a
-one-function app. Samples are interleaved so that load on the machine hits all alike.
+Through the worker Azure runs (azure-functions-runtime, bench/cold_worker.py): worker
+init indexes the app, then one TwiML request (and, for the SendSms path, one SendSms
+against the sandbox) is invoked through the worker. The floor is the same worker start
+on a one-function app that imports azure.functions and azure.durable_functions.
+
+For comparison in the same run, the pre-worker measure: importing function_app and
+calling `get_functions()` directly (what the app's own code costs, without the worker),
+against its floor of the same imports and a one-function `get_functions()`.
+Samples are interleaved so that load on the machine hits all alike.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from typing import Any
 from twilio.request_validator import RequestValidator
 
 from bench.app_env import PUBLIC_BASE_URL, bench_environment
+from bench.cold_worker import Request
 from bench.stand_ins import ACCOUNT_SID, AUTH_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
+FLOOR_APP = Path(__file__).resolve().parent / "floor_app"
 SAMPLES = 21
 
-FLOOR = """
+FLOOR_WITHOUT_WORKER = """
 import azure.functions as func
 import azure.durable_functions
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
@@ -36,7 +43,7 @@ def hello(req: func.HttpRequest) -> func.HttpResponse:
 app.get_functions()
 """
 
-OURS = """
+OURS_WITHOUT_WORKER = """
 import json, sys
 import azure.functions as func
 import function_app
@@ -53,8 +60,12 @@ print(json.dumps(sorted(m for m in ("twilio.rest", "requests", "azure.data.table
 """
 
 
-def _command(code: str, *args: str, importtime: bool = False) -> list[str]:
-    return [sys.executable, *(["-X", "importtime"] if importtime else []), "-c", code, *args]
+def _command(code: str, *args: str) -> list[str]:
+    return [sys.executable, "-c", code, *args]
+
+
+def _worker(app: Path, *requests: Request) -> list[str]:
+    return [sys.executable, "-m", "bench.cold_worker", str(app), *(r.as_json() for r in requests)]
 
 
 def run(sandbox_url: str) -> dict[str, Any]:
@@ -70,10 +81,19 @@ def run(sandbox_url: str) -> dict[str, Any]:
     }
     env["TWILIO_ACCOUNT_SID"] = ACCOUNT_SID
     twiml_args = (twiml_url, signature, form)
+    twiml = Request("TwiML", "POST", twiml_url, 200, {
+        "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature,
+    }, form)  # fmt: skip
+    sms = Request(
+        "SendSms", "POST", f"{PUBLIC_BASE_URL}/api/SendSms", 201,
+        {"Content-Type": "application/json"}, '{"to": "+14155550100", "body": "hi"}',
+    )  # fmt: skip
     commands = {
-        "floor": _command(FLOOR),
-        "twiml": _command(OURS, *twiml_args),
-        "twiml+sendsms": _command(OURS, *twiml_args, f"{PUBLIC_BASE_URL}/api/SendSms"),
+        "floor": _worker(FLOOR_APP, Request("hello", "GET", "http://localhost/api/hello", 200)),
+        "twiml": _worker(ROOT, twiml),
+        "twiml+sendsms": _worker(ROOT, twiml, sms),
+        "floor, no worker": _command(FLOOR_WITHOUT_WORKER),
+        "twiml, no worker": _command(OURS_WITHOUT_WORKER, *twiml_args),
     }
     samples: dict[str, list[float]] = {name: [] for name in commands}
     loaded: dict[str, list[str]] = {}
@@ -86,13 +106,13 @@ def run(sandbox_url: str) -> dict[str, Any]:
             samples[name].append(time.perf_counter() - start)
             if result.returncode != 0:
                 raise RuntimeError(f"cold start {name} failed: {result.stderr[-2000:]}")
-            if name != "floor":
+            if not name.startswith("floor"):
                 loaded[name] = json.loads(result.stdout.strip().splitlines()[-1])
     # Samples are taken in rounds (floor, twiml, twiml+sendsms): the median of each round's
     # own ratio cancels drift on a shared machine better than a ratio of medians.
     paired = {
         name: statistics.median(
-            ours / floor for ours, floor in zip(values, samples["floor"], strict=True)
+            ours / floor for ours, floor in zip(values, samples[_floor_of(name)], strict=True)
         )
         for name, values in samples.items()
     }
@@ -103,6 +123,10 @@ def run(sandbox_url: str) -> dict[str, Any]:
         "loaded": loaded,
         "offenders": _offenders(commands["floor"], commands["twiml"], env),
     }
+
+
+def _floor_of(name: str) -> str:
+    return "floor, no worker" if name.endswith("no worker") else "floor"
 
 
 def _stats(values: list[float]) -> dict[str, float]:
