@@ -1,4 +1,5 @@
-"""GET /api/health → {status, twilio: live|sandbox|missing, …}; never reveals a secret."""
+"""GET /api/health → {status, twilio: live|sandbox|missing, publicBaseUrl}; anonymous, so it
+says nothing an attacker could use (no secret, and not whether signatures are checked)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
         {
             "status": "ok",
             "twilio": settings.twilio_mode,
-            "signatureValidation": settings.validate_signatures,
             "publicBaseUrl": settings.public_base_url,
         }
     )

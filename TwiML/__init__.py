@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared import twiml
+from shared import policy, twiml
 from shared.http_io import error_boundary, require_method, xml_response
 from shared.settings import get_settings
 from shared.webhooks import verify_twilio_request
@@ -24,4 +24,6 @@ def twiml_document(req: func.HttpRequest) -> func.HttpResponse:
     speech = twiml.speech_from_params(
         req.params, settings.twiml_default_message, settings.twiml_default_voice
     )
+    for url in twiml.played_urls(speech):
+        policy.check_twiml_url(url, settings, field="message")
     return xml_response(twiml.render(speech))

@@ -37,6 +37,7 @@ from devhost.worker import InProcessWorker, WorkerRefused
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_ACCOUNT_SID = "AC" + "0" * 32
 SANDBOX_FROM_NUMBER = "+15005550006"
+TEST_NUMBER_PREFIX = "+1500555"
 READY_PREFIX = "devhost: ready "
 
 logger = logging.getLogger("devhost")
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     load_local_settings(Path(args.settings))
+    # What Core Tools sets for `func start`: the app knows it runs on a developer's machine.
+    os.environ.setdefault("AZURE_FUNCTIONS_ENVIRONMENT", "Development")
     sandbox = args.sandbox or not os.environ.get("TWILIO_ACCOUNT_SID", "").strip()
     # `kill` (and make's shutdown) send SIGTERM: exit through the finally blocks, so the
     # Azurite child and the listening sockets go away with us.
@@ -116,6 +119,10 @@ async def serve(args: argparse.Namespace, sandbox: bool) -> None:
         )
         if not os.environ.get("TWILIO_FROM_NUMBER", "").strip():
             os.environ["TWILIO_FROM_NUMBER"] = SANDBOX_FROM_NUMBER
+        # Twilio's test numbers (+1 500 555 …) are "personal" numbers, which the number
+        # type policy refuses: let them through where nothing is ever sent.
+        if not os.environ.get("NUMBER_TYPE_EXCEPTIONS", "").strip():
+            os.environ["NUMBER_TYPE_EXCEPTIONS"] = TEST_NUMBER_PREFIX
 
     # The worker indexes the app once the environment is complete (CALLER_AUTH decides
     # auth levels at import, as on Azure).

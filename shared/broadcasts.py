@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from twilio.base.exceptions import TwilioRestException
 
-from shared import messaging, policy
+from shared import clock, messaging, policy
 from shared.broadcast_orchestration import BROADCAST_ORCHESTRATOR, OUTCOMES, tally
 from shared.deliveries import now
 from shared.errors import AppError, ServiceUnavailable, ValidationFailed
@@ -70,7 +70,7 @@ def plan_broadcast(fields: Mapping[str, Any], settings: Settings) -> BroadcastPl
     for text in raw:
         try:
             number = to_e164(text, settings.default_region)
-            policy.check_destination(number, settings)
+            policy.check_destination(number, settings, "sms")
         except InvalidPhoneNumber as exc:
             rejected.append({"to": text, "error": str(exc)})
             continue
@@ -119,7 +119,9 @@ async def start_broadcast(
         return existing, False
     try:
         # The caller's quota is charged for every recipient now, before anything is sent.
-        enforce_limits(store, settings, caller=caller, destination=None, amount=record.total)
+        enforce_limits(
+            store, settings, caller=caller, destination=None, amount=record.total, now=clock.now()
+        )
     except AppError:
         store.forget_broadcast(record.id)
         raise

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shared import policy, twiml
+from shared import clock, policy, twiml
 from shared.deliveries import CALL_EVENTS, remember_created, status_callback_url
 from shared.limits import check_before_send
 from shared.messaging import parse_number
@@ -44,17 +44,18 @@ def parse_call_request(fields: Mapping[str, Any], settings: Settings) -> CallReq
     url = reader.text("url", max_length=2048)
     if url is not None and (message or voice or language):
         reader.error("url", "cannot be combined with message, voice or language")
-    if message is not None and not message.strip():
-        reader.error("message", "must not be empty")
+    segment = twiml.message_segment(reader, "message", message) if message is not None else None
     twiml.check_voice_options(reader, voice, language)
     to = parse_number(reader, "to", raw_to, settings)
     parse_number(reader, "from", raw_from, None)
     reader.check()
     assert to is not None
     sender = policy.call_sender(raw_from, settings)
-    policy.check_destination(to, settings)
+    policy.check_destination(to, settings, "call")
     if url is not None:
         policy.check_twiml_url(url, settings)
+    if segment is not None and segment.kind == "play":
+        policy.check_twiml_url(segment.value, settings, field="message")
     if url is None:
         query = {"message": message, "voice": voice, "language": language}
         url = function_url(settings, TWIML_ROUTE, {k: v for k, v in query.items() if v})
@@ -65,7 +66,7 @@ def place_call(
     request: CallRequest, settings: Settings, client: Client, store: Store, caller: str
 ) -> dict[str, Any]:
     to = request.to.e164
-    check_before_send(store, settings, caller=caller, destination=to, sms=False)
+    check_before_send(store, settings, caller=caller, destination=to, sms=False, now=clock.now())
     options: dict[str, Any] = {"to": to, "from_": request.from_number, "url": request.twiml_url}
     callback = status_callback_url(settings)
     if callback:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
+from shared import clock
 from shared.delivery_status import Delivery, Kind, StatusEvent, advance, claim
 from shared.errors import BadRequest
 from shared.phone import mask
@@ -88,7 +88,7 @@ def view(delivery: Delivery) -> dict[str, Any]:
 
 
 def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return clock.iso_now()
 
 
 def _int(value: Any) -> int | None:

@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from twilio.base.exceptions import TwilioRestException
 
-from shared import policy
+from shared import clock, policy
 from shared.deliveries import remember_created, status_callback_url
 from shared.limits import OPTED_OUT_CODE, check_before_send
 from shared.phone import InvalidPhoneNumber, PhoneNumber, mask, to_e164
 from shared.settings import Settings
 from shared.store import Store, StoreUnavailable
 from shared.twilio_client import with_rate_limit_retry
-from shared.validation import FieldReader, is_http_url
+from shared.urls import parse_public_url
+from shared.validation import FieldReader
 
 MAX_BODY_CHARACTERS = 1600  # Twilio's limit for one message body
 MAX_MEDIA = 10  # Twilio's limit of media per MMS
@@ -45,15 +46,15 @@ def parse_sms_request(fields: Mapping[str, Any], settings: Settings) -> SmsReque
     media = reader.text_list("mediaUrl", max_items=MAX_MEDIA, max_length=2048)
     if body is None and not media and "body" not in {e["field"] for e in reader.errors}:
         reader.error("body", "is required unless mediaUrl is given")
-    if any(not is_http_url(url) for url in media):
-        reader.error("mediaUrl", "must be http(s) URLs")
+    if any(parse_public_url(url, schemes=("http", "https")) is None for url in media):
+        reader.error("mediaUrl", "must be http(s) URLs without user info, backslashes or spaces")
     to = parse_number(reader, "to", raw_to, settings)
     if raw_from is not None and not raw_from.startswith("MG"):
         parse_number(reader, "from", raw_from, None)
     reader.check()
     assert to is not None
     sender = policy.sms_sender(raw_from, settings)
-    policy.check_destination(to, settings)
+    policy.check_destination(to, settings, "sms")
     return SmsRequest(to=to, body=body, sender=sender, media_urls=media)
 
 
@@ -70,7 +71,12 @@ def send_sms(
     quota was charged already (a broadcast pays for all its recipients up front)."""
     to = request.to.e164
     check_before_send(
-        store, settings, caller=caller if charge_caller else None, destination=to, sms=True
+        store,
+        settings,
+        caller=caller if charge_caller else None,
+        destination=to,
+        sms=True,
+        now=clock.now(),
     )
     options: dict[str, Any] = {"to": to}
     if request.body is not None:

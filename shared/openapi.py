@@ -509,11 +509,10 @@ def _schemas() -> dict[str, Any]:
         },
         "Health": {
             "type": "object",
-            "required": ["status", "twilio", "signatureValidation"],
+            "required": ["status", "twilio"],
             "properties": {
                 "status": {"const": "ok"},
                 "twilio": {"enum": ["live", "sandbox", "missing"]},
-                "signatureValidation": {"type": "boolean"},
                 "publicBaseUrl": nullable_string,
             },
         },

@@ -1,8 +1,14 @@
-"""Phone numbers: E.164 normalisation with phonenumbers, and masking for logs."""
+"""Phone numbers: E.164 normalisation and number types with phonenumbers; masking for logs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# phonenumbers' PhoneNumberType names, as settings and problem bodies spell them.
+NUMBER_TYPES = (
+    "fixed-line", "mobile", "fixed-line-or-mobile", "toll-free", "premium-rate", "shared-cost",
+    "voip", "personal-number", "pager", "uan", "voicemail", "unknown",
+)  # fmt: skip
 
 
 class InvalidPhoneNumber(ValueError):
@@ -13,6 +19,7 @@ class InvalidPhoneNumber(ValueError):
 class PhoneNumber:
     e164: str
     region: str | None  # ISO 3166 region; None for non-geographic numbers
+    number_type: str = "unknown"  # one of NUMBER_TYPES
 
 
 def to_e164(raw: str, default_region: str | None = None) -> PhoneNumber:
@@ -30,7 +37,22 @@ def to_e164(raw: str, default_region: str | None = None) -> PhoneNumber:
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidPhoneNumber("is not a valid phone number")
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    return PhoneNumber(e164=e164, region=phonenumbers.region_code_for_number(parsed))
+    return PhoneNumber(
+        e164=e164,
+        region=phonenumbers.region_code_for_number(parsed),
+        number_type=_type_name(phonenumbers.number_type(parsed)),
+    )
+
+
+def _type_name(number_type: int) -> str:
+    import phonenumbers
+
+    names = {
+        value: name.lower().replace("_", "-")
+        for name, value in vars(phonenumbers.PhoneNumberType).items()
+        if name.isupper()
+    }
+    return names.get(number_type, "unknown")
 
 
 def mask(number: str | None) -> str:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Literal
 
 from shared.errors import Forbidden, InvalidSetting, MissingSetting
 from shared.phone import InvalidPhoneNumber, PhoneNumber, to_e164
 from shared.settings import Settings
+from shared.urls import parse_public_url
+
+Channel = Literal["sms", "call"]
 
 
 @dataclass(frozen=True)
@@ -30,15 +33,30 @@ def allowed_countries(settings: Settings) -> frozenset[str]:
     return frozenset({region} if region else ())
 
 
-def check_destination(number: PhoneNumber, settings: Settings) -> None:
-    if settings.allow_all_countries:
-        return
-    allowed = allowed_countries(settings)
-    if number.region not in allowed:
-        listed = ", ".join(sorted(allowed)) or "none configured"
-        raise Forbidden(
-            f"Destination country {number.region or 'unknown'} is not allowed (allowed: {listed}).",
+def check_destination(number: PhoneNumber, settings: Settings, channel: Channel) -> None:
+    """The destination's country, then its number type (premium rate and the like cost
+    the account extra): 403 naming the rule and what was refused."""
+    if not settings.allow_all_countries:
+        allowed = allowed_countries(settings)
+        if number.region not in allowed:
+            listed = ", ".join(sorted(allowed)) or "none configured"
+            raise _refused(
+                "destination-country",
+                f"Destination country {number.region or 'unknown'} is not allowed "
+                f"(allowed: {listed}).",
+                title="Destination not allowed",
+                country=number.region or "unknown",
+            )
+    types = settings.sms_number_types if channel == "sms" else settings.call_number_types
+    exempt = number.e164.startswith(settings.number_type_exceptions)
+    if number.number_type not in types and not exempt:
+        kind = "SMS" if channel == "sms" else "Calls"
+        raise _refused(
+            "destination-number-type",
+            f"The destination is a {number.number_type} number; {kind} may go to "
+            f"{', '.join(types)} numbers only.",
             title="Destination not allowed",
+            numberType=number.number_type,
         )
 
 
@@ -67,13 +85,17 @@ def call_sender(requested: str | None, settings: Settings) -> str:
     return _allowed_number(requested, settings)
 
 
-def check_twiml_url(url: str, settings: Settings) -> None:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme != "https" or host not in settings.twiml_allowed_hosts:
-        raise Forbidden(
-            "url must be https on a host listed in TWIML_ALLOWED_HOSTS.",
-            title="TwiML URL not allowed",
+def check_twiml_url(url: str, settings: Settings, *, field: str = "url") -> None:
+    """A caller-chosen URL Twilio will fetch (TwiML, or audio to <Play>): unambiguous
+    https on a host listed in TWIML_ALLOWED_HOSTS, compared exactly."""
+    parsed = parse_public_url(url)
+    if parsed is None or parsed.host not in settings.twiml_allowed_hosts:
+        raise _refused(
+            "twiml-url" if field == "url" else "play-url",
+            f"{field} must be an https URL on a host listed in TWIML_ALLOWED_HOSTS, "
+            "without user info, backslashes, spaces or control characters.",
+            title="URL not allowed",
+            field=field,
         )
 
 
@@ -114,4 +136,8 @@ def _configured_number(settings: Settings) -> PhoneNumber | None:
 
 
 def _sender_forbidden() -> Forbidden:
-    return Forbidden("from is not one of the allowed senders.", title="Sender not allowed")
+    return _refused("sender", "from is not one of the allowed senders.", title="Sender not allowed")
+
+
+def _refused(rule: str, detail: str, *, title: str, **extra: str) -> Forbidden:
+    return Forbidden(detail, title=title, extra={"rule": rule, **extra})

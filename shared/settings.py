@@ -17,6 +17,8 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from shared.errors import InvalidSetting, MissingSetting
+from shared.phone import NUMBER_TYPES
+from shared.urls import is_hostname
 
 TwilioMode = Literal["live", "sandbox", "missing"]
 CallerAuth = Literal["function-key", "easyauth", "jwt"]
@@ -31,6 +33,10 @@ _FALSE = {"0", "false", "no", "off"}
 _LIMIT = re.compile(r"(\d{1,9})\s*/\s*(second|minute|hour|day)")
 _WINDOW_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,29}")
+_NUMBER_PREFIX = re.compile(r"\+[0-9]{1,15}")
+# Destinations that cost no more than a normal message or call; premium-rate, shared-cost,
+# UAN, personal and toll-free numbers can bill the sender extra or feed SMS pumping.
+DEFAULT_NUMBER_TYPES = ("mobile", "fixed-line", "fixed-line-or-mobile")
 # Azurite's documented, public development account (what UseDevelopmentStorage=true means).
 DEVELOPMENT_STORAGE = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
@@ -81,12 +87,16 @@ class Settings:
     allowed_senders: tuple[str, ...] = ()
     allowed_countries: tuple[str, ...] = ()
     allow_all_countries: bool = False
+    sms_number_types: tuple[str, ...] = DEFAULT_NUMBER_TYPES
+    call_number_types: tuple[str, ...] = DEFAULT_NUMBER_TYPES
+    number_type_exceptions: tuple[str, ...] = ()  # E.164 prefixes the type check skips
     default_region: str | None = None
     public_base_url: str | None = None
     twiml_allowed_hosts: tuple[str, ...] = ()
     twilio_timeout: float = 10.0
     twilio_api_base_url: str | None = None
     validate_signatures: bool = True
+    local_development: bool = False  # the local host (func start or devhost), not Azure
     twiml_default_message: str = "Hello from Twilio Functions."
     twiml_default_voice: str = "woman"
     rate_limit_retries: int = 2
@@ -144,6 +154,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise InvalidSetting(missing, "set together with its pair")
     countries = env.csv("ALLOWED_COUNTRIES")
     auth_token = env.get("TWILIO_AUTH_TOKEN")
+    twilio_api_base_url = env.base_url("TWILIO_API_BASE_URL")
+    local = _local_development(env)
     return Settings(
         account_sid=env.matching("TWILIO_ACCOUNT_SID", _ACCOUNT_SID, "an Account SID (AC…)"),
         auth_token=Secret(auth_token) if auth_token else None,
@@ -156,12 +168,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         allowed_senders=env.csv("TWILIO_ALLOWED_SENDERS"),
         allowed_countries=tuple(c.upper() for c in countries if c != "*"),
         allow_all_countries="*" in countries,
+        sms_number_types=_number_types(env, "SMS_NUMBER_TYPES"),
+        call_number_types=_number_types(env, "CALL_NUMBER_TYPES"),
+        number_type_exceptions=_number_prefixes(env, "NUMBER_TYPE_EXCEPTIONS"),
         default_region=env.region("DEFAULT_REGION"),
         public_base_url=env.base_url("PUBLIC_BASE_URL") or _platform_base_url(env),
-        twiml_allowed_hosts=tuple(h.lower() for h in env.csv("TWIML_ALLOWED_HOSTS")),
+        twiml_allowed_hosts=_hostnames(env, "TWIML_ALLOWED_HOSTS"),
         twilio_timeout=env.number("TWILIO_TIMEOUT_SECONDS", 10.0, low=0.1, high=120.0),
-        twilio_api_base_url=env.base_url("TWILIO_API_BASE_URL"),
-        validate_signatures=env.boolean("TWILIO_VALIDATE_SIGNATURES", True),
+        twilio_api_base_url=twilio_api_base_url,
+        validate_signatures=_validate_signatures(env, local or twilio_api_base_url is not None),
+        local_development=local,
         twiml_default_message=env.get("TWIML_DEFAULT_MESSAGE") or Settings.twiml_default_message,
         twiml_default_voice=env.get("TWIML_DEFAULT_VOICE") or Settings.twiml_default_voice,
         rate_limit_retries=int(env.number("TWILIO_RATE_LIMIT_RETRIES", 2, low=0, high=5)),
@@ -206,6 +222,44 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings, read on first use (never at import: cold start, tests)."""
     return load_settings()
+
+
+def _local_development(env: _Env) -> bool:
+    # Core Tools (and devhost) set AZURE_FUNCTIONS_ENVIRONMENT=Development; Azure sets
+    # WEBSITE_INSTANCE_ID on every instance, whatever the app's own settings say.
+    development = (env.get("AZURE_FUNCTIONS_ENVIRONMENT") or "").lower() == "development"
+    return development and env.get("WEBSITE_INSTANCE_ID") is None
+
+
+def _validate_signatures(env: _Env, may_skip: bool) -> bool:
+    validate = env.boolean("TWILIO_VALIDATE_SIGNATURES", True)
+    if not validate and not may_skip:
+        # Anyone could then post TwiML requests and status callbacks as if they were Twilio.
+        raise InvalidSetting(
+            "TWILIO_VALIDATE_SIGNATURES", "true outside local development (local host or sandbox)"
+        )
+    return validate
+
+
+def _number_types(env: _Env, key: str) -> tuple[str, ...]:
+    types = tuple(t.lower() for t in env.csv(key)) or DEFAULT_NUMBER_TYPES
+    if any(t not in NUMBER_TYPES for t in types):
+        raise InvalidSetting(key, f"a comma list of {', '.join(NUMBER_TYPES)}")
+    return types
+
+
+def _number_prefixes(env: _Env, key: str) -> tuple[str, ...]:
+    prefixes = env.csv(key)
+    if any(not _NUMBER_PREFIX.fullmatch(p) for p in prefixes):
+        raise InvalidSetting(key, "a comma list of E.164 prefixes such as +1500555")
+    return prefixes
+
+
+def _hostnames(env: _Env, key: str) -> tuple[str, ...]:
+    hosts = tuple(h.lower() for h in env.csv(key))
+    if any(not is_hostname(h) for h in hosts):
+        raise InvalidSetting(key, "a comma list of host names such as media.example.com")
+    return hosts
 
 
 def _caller_auth(env: _Env) -> CallerAuth:

@@ -21,6 +21,7 @@ from shared.settings import Settings
 logger = logging.getLogger(__name__)
 
 ClaimState = Literal["new", "in_flight", "done", "mismatch"]
+Slots = dict[int, int]  # a sliding-window counter: slot number -> amount counted in it
 
 
 class StoreUnavailable(ServiceUnavailable):
@@ -92,8 +93,9 @@ class Store(Protocol):
 
     def release_key(self, scope: str, key: str) -> None: ...
 
-    def consume(self, counter: str, window: int, limit: int, amount: int = 1) -> bool:
-        """Add `amount` to a fixed-window counter unless that would pass `limit`."""
+    def update_counter(self, counter: str, change: Callable[[Slots], Slots | None]) -> None:
+        """Apply `change` to the counter's slots atomically (None: leave them as they are).
+        `change` may run more than once (on a lost race); only its last result counts."""
         ...
 
     def add_opt_out(self, number: str) -> None: ...
@@ -157,7 +159,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._deliveries: dict[tuple[str, str], Delivery] = {}
         self._keys: dict[tuple[str, str], IdempotencyRecord] = {}
-        self._counters: dict[tuple[str, int], int] = {}
+        self._counters: dict[str, Slots] = {}
         self._opt_outs: set[str] = set()
         self._broadcasts: dict[str, BroadcastRecord] = {}
         self._chunks: dict[tuple[str, int], list[str]] = {}
@@ -196,13 +198,11 @@ class MemoryStore:
         with self._lock:
             self._keys.pop((scope, key), None)
 
-    def consume(self, counter: str, window: int, limit: int, amount: int = 1) -> bool:
+    def update_counter(self, counter: str, change: Callable[[Slots], Slots | None]) -> None:
         with self._lock:
-            used = self._counters.get((counter, window), 0)
-            if used + amount > limit:
-                return False
-            self._counters[(counter, window)] = used + amount
-            return True
+            updated = change(dict(self._counters.get(counter, {})))
+            if updated is not None:
+                self._counters[counter] = dict(updated)
 
     def add_opt_out(self, number: str) -> None:
         with self._lock:

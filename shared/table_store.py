@@ -34,6 +34,7 @@ from shared.store import (
     BroadcastRecord,
     Claim,
     IdempotencyRecord,
+    Slots,
     StoredResponse,
     StoreUnavailable,
     decide_claim,
@@ -145,18 +146,18 @@ class TableStore:
     # Rate-limit counters ----------------------------------------------------------------
 
     @_available
-    def consume(self, counter: str, window: int, limit: int, amount: int = 1) -> bool:
+    def update_counter(self, counter: str, change: Callable[[Slots], Slots | None]) -> None:
         table = self._table("Counters")
-        pk, rk = _safe(counter), str(window)
+        pk = _safe(counter)
         for _ in range(MAX_CONFLICT_RETRIES):
-            entity = self._get(table, pk, rk)
-            used = int(entity["count"]) if entity else 0
-            if used + amount > limit:
-                return False
-            if self._write(
-                table, {"PartitionKey": pk, "RowKey": rk, "count": used + amount}, entity
-            ):
-                return True
+            entity = self._get(table, pk, "slots")
+            stored = json.loads(entity["slots"]) if entity else {}
+            updated = change({int(slot): int(amount) for slot, amount in stored.items()})
+            if updated is None:
+                return
+            row = {"PartitionKey": pk, "RowKey": "slots", "slots": json.dumps(updated)}
+            if self._write(table, row, entity):
+                return
             time.sleep(random.uniform(0, 0.01))  # spread out the losers of a race
         raise StoreUnavailable()
 
@@ -164,11 +165,12 @@ class TableStore:
 
     @_available
     def add_opt_out(self, number: str) -> None:
-        self._table("OptOuts").upsert_entity({"PartitionKey": "optout", "RowKey": _safe(number)})
+        # Under a digest: the list of people who said STOP is not a list of phone numbers.
+        self._table("OptOuts").upsert_entity({"PartitionKey": "optout", "RowKey": _digest(number)})
 
     @_available
     def is_opted_out(self, number: str) -> bool:
-        return self._get(self._table("OptOuts"), "optout", _safe(number)) is not None
+        return self._get(self._table("OptOuts"), "optout", _digest(number)) is not None
 
     # Broadcasts (PartitionKey: the broadcast id) -----------------------------------------
 

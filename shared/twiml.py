@@ -14,7 +14,8 @@ from typing import Literal
 
 from twilio.twiml.voice_response import VoiceResponse
 
-from shared.validation import FieldReader, is_http_url
+from shared.urls import parse_public_url
+from shared.validation import FieldReader
 
 MAX_SAY_CHARACTERS = 4096  # Twilio's limit for the text of one <Say>
 MAX_SEGMENTS = 20
@@ -70,6 +71,16 @@ def speech_from_params(
     return Speech(segments=segments, voice=voice, language=language, loop=loop)
 
 
+def played_urls(speech: Speech) -> list[str]:
+    """What Twilio would fetch to <Play>: policy decides whether those hosts may be used."""
+    return [segment.value for segment in speech.segments if segment.kind == "play"]
+
+
+def message_segment(reader: FieldReader, field: str, text: str) -> Segment:
+    """One message as MakeCall and TwiML read it: a URL is played, other text spoken."""
+    return _segment(field, text, reader)
+
+
 def render(speech: Speech) -> str:
     response = VoiceResponse()
     loop = speech.loop if speech.loop != 1 else None
@@ -87,7 +98,7 @@ def _segment(field: str, text: str, reader: FieldReader) -> Segment:
     elif len(text) > MAX_SAY_CHARACTERS:
         reader.error(field, f"must be at most {MAX_SAY_CHARACTERS} characters")
     if text.startswith(("http://", "https://")):
-        if not is_http_url(text):
+        if parse_public_url(text, schemes=("http", "https")) is None:
             reader.error(field, "is not a valid URL")
         return Segment("play", text)
     return Segment("say", text)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from shared.errors import ValidationFailed
 
@@ -55,9 +54,3 @@ class FieldReader:
     def check(self) -> None:
         if self.errors:
             raise ValidationFailed(self.errors)
-
-
-def is_http_url(value: str, *, https_only: bool = False) -> bool:
-    parts = urlsplit(value)
-    schemes = {"https"} if https_only else {"http", "https"}
-    return parts.scheme in schemes and bool(parts.hostname)

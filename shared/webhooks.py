@@ -84,4 +84,4 @@ def _without_query(url: str) -> str:
 
 
 def _rejected(detail: str) -> Forbidden:
-    return Forbidden(detail, title="Invalid Twilio signature")
+    return Forbidden(detail, title="Invalid Twilio signature", extra={"rule": "twilio-signature"})

@@ -24,6 +24,7 @@ import requests
 
 from devhost.sandbox import SandboxConfig, create_sandbox_app
 from devhost.serving import BackgroundServer
+from shared.clock import use_clock
 from shared.settings import get_settings
 from shared.store import _store_for
 
@@ -33,6 +34,7 @@ AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 PUBLIC_BASE_URL = "https://functions.example.com"
 VALID_FROM = "+15005550006"
 VALID_TO = "+14155550100"
+TEST_NUMBER_PREFIX = "+1500555"
 APP_SETTING_KEYS = (
     "TWILIO_ACCOUNT_SID",
     "TWILIO_AUTH_TOKEN",
@@ -42,12 +44,17 @@ APP_SETTING_KEYS = (
     "TWILIO_MESSAGING_SERVICE_SID",
     "TWILIO_ALLOWED_SENDERS",
     "ALLOWED_COUNTRIES",
+    "SMS_NUMBER_TYPES",
+    "CALL_NUMBER_TYPES",
+    "NUMBER_TYPE_EXCEPTIONS",
     "DEFAULT_REGION",
     "PUBLIC_BASE_URL",
     "TWIML_ALLOWED_HOSTS",
     "TWIML_DEFAULT_MESSAGE",
     "TWIML_DEFAULT_VOICE",
     "TWILIO_VALIDATE_SIGNATURES",
+    "AZURE_FUNCTIONS_ENVIRONMENT",
+    "WEBSITE_INSTANCE_ID",
     "TWILIO_TIMEOUT_SECONDS",
     "TWILIO_RATE_LIMIT_RETRIES",
     "TWILIO_RATE_LIMIT_BACKOFF_SECONDS",
@@ -170,6 +177,31 @@ def sandbox(sandbox_server: Sandbox) -> Sandbox:
 SetEnv = Callable[..., None]
 
 
+@dataclass
+class FakeClock:
+    """Time that moves only when a test moves it (shared.clock.use_clock)."""
+
+    time: float
+
+    def __call__(self) -> float:
+        return self.time
+
+    def advance(self, seconds: float) -> None:
+        self.time += seconds
+
+
+# 2027-01-15T08:00:00Z: a whole hour and day, so window boundaries are easy to place.
+CLOCK_START = 1_800_000_000.0 - (1_800_000_000.0 % 86400) + 8 * 3600
+
+
+@pytest.fixture
+def fake_clock() -> Iterator[FakeClock]:
+    clock = FakeClock(CLOCK_START)
+    use_clock(clock)
+    yield clock
+    use_clock(None)
+
+
 @pytest.fixture
 def app_env(monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox) -> Iterator[SetEnv]:
     """Settings for a sandboxed app, injected through the environment; call to override."""
@@ -182,6 +214,9 @@ def app_env(monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox) -> Iterator[SetEn
         "TWILIO_FROM_NUMBER": VALID_FROM,
         "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
         "TWILIO_RATE_LIMIT_BACKOFF_SECONDS": "0",
+        # Twilio's test numbers (+1 500 555 …) are "personal" numbers, which the number
+        # type policy refuses; the sandbox's configuration lets them through, as here.
+        "NUMBER_TYPE_EXCEPTIONS": TEST_NUMBER_PREFIX,
     }
 
     def set_env(**overrides: str | None) -> None:

@@ -25,7 +25,6 @@ def test_health_in_sandbox_mode(devhost: DevHost) -> None:
     assert response.json() == {
         "status": "ok",
         "twilio": "sandbox",
-        "signatureValidation": True,
         "publicBaseUrl": devhost.url,
     }
 

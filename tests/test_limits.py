@@ -1,75 +1,164 @@
-"""Abuse limits and opt-outs through SendSms/MakeCall (in-memory store)."""
+"""Abuse limits and opt-outs: sliding windows, all-or-nothing charges, exact Retry-After.
+
+The clock is a FakeClock, so window boundaries are where the test puts them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
-from shared.settings import load_settings
+from shared.errors import AppError
+from shared.limits import SLOTS, enforce_limits
+from shared.settings import Settings, load_settings
+from shared.store import MemoryStore, Store
+from shared.table_store import TableStore
 from tests.conftest import (
     PUBLIC_BASE_URL,
     VALID_TO,
+    Azurite,
+    FakeClock,
     Handler,
     Sandbox,
     SetEnv,
     body_of,
     build_request,
     post_json,
+    table_prefix,
 )
 
 SMS_URL = f"{PUBLIC_BASE_URL}/api/SendSms"
+CALL_URL = f"{PUBLIC_BASE_URL}/api/MakeCall"
+HOUR = 3600.0
+T0 = 1_800_000_000.0 - (1_800_000_000.0 % 3600)  # on an hour boundary
+
+
+@pytest.fixture(params=["memory", "table"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore()
+    else:
+        azurite: Azurite = request.getfixturevalue("azurite")
+        yield TableStore(azurite.connection_string, table_prefix())
+
+
+def limits(**values: str) -> Settings:
+    off = {"LIMIT_PER_DESTINATION": "off", "LIMIT_PER_CALLER": "off", "LIMIT_GLOBAL": "off"}
+    return load_settings({**off, **values})
+
+
+def refusal(call: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
+    with pytest.raises(AppError) as raised:
+        call()
+    error = raised.value
+    return error.status_code, {"rule": error.extra.get("rule"), **error.extra}, error.headers
+
+
+def send(store: Store, settings: Settings, now: float, *, caller: str = "c1",
+         to: str = "+14155550100", amount: int = 1) -> None:  # fmt: skip
+    enforce_limits(store, settings, caller=caller, destination=to, now=now, amount=amount)
+
+
+# The rule itself, on both stores --------------------------------------------------------
+
+
+def test_no_hour_ever_holds_more_than_the_limit_across_a_window_boundary(store: Store) -> None:
+    settings = limits(LIMIT_PER_CALLER="5/hour")
+    for i in range(5):  # the last minute before a fixed window would have reset
+        send(store, settings, T0 - 50 + i, to=f"+1415555010{i}")
+    status, extra, headers = refusal(lambda: send(store, settings, T0 + 10, to="+14155550109"))
+    assert (status, extra) == (429, {"rule": "limit", "limit": "caller"})
+    # The first charge sits in the slot [T0-60, T0): it leaves the window at T0-60+60+3600.
+    assert headers == {"Retry-After": str(int(T0 + HOUR - (T0 + 10)))}
+    refusal(lambda: send(store, settings, T0 + HOUR - 1, to="+14155550109"))
+    send(store, settings, T0 + HOUR, to="+14155550109")  # exactly on time: accepted
+
+
+def test_retry_after_is_when_enough_slots_have_left(store: Store) -> None:
+    settings = limits(LIMIT_PER_CALLER="4/hour")
+    for minute in (0, 10, 20, 30):
+        send(store, settings, T0 + minute * 60, to=f"+1415555010{minute // 10}")
+    _, _, headers = refusal(lambda: send(store, settings, T0 + 40 * 60, to="+14155550109"))
+    assert headers == {"Retry-After": str(int(HOUR + 60 - 40 * 60))}
+    # Needing two, the second-oldest slot (minute 10) must leave too.
+    _, _, headers = refusal(lambda: send(store, settings, T0 + 40 * 60, amount=2))
+    assert headers == {"Retry-After": str(int(10 * 60 + HOUR + 60 - 40 * 60))}
+
+
+def test_a_refused_request_leaves_every_counter_as_it_was(store: Store) -> None:
+    settings = limits(
+        LIMIT_PER_CALLER="1/hour", LIMIT_PER_DESTINATION="2/hour", LIMIT_GLOBAL="3/hour"
+    )
+    send(store, settings, T0, caller="abuser", to="+14155550100")
+    for _ in range(5):  # over its own limit: the victim's and the global quota stay whole
+        _, extra, _ = refusal(lambda: send(store, settings, T0 + 1, caller="abuser"))
+        assert extra["limit"] == "caller"
+    send(store, settings, T0 + 2, caller="innocent", to="+14155550100")
+    # The destination is now full: the caller and global charges taken first are given back.
+    _, extra, _ = refusal(lambda: send(store, settings, T0 + 3, caller="third", to="+14155550100"))
+    assert extra == {"rule": "limit", "limit": "destination"}
+    send(store, settings, T0 + 4, caller="third", to="+14155550101")  # its quota is intact
+    _, extra, _ = refusal(lambda: send(store, settings, T0 + 5, caller="fourth", to="+14155550102"))
+    assert extra["limit"] == "global"  # 3 sends so far: abuser, innocent, third
+
+
+def test_a_limit_that_is_off_does_not_skip_the_others(store: Store) -> None:
+    settings = limits(LIMIT_PER_CALLER="off", LIMIT_GLOBAL="2/day", LIMIT_PER_DESTINATION="5/hour")
+    send(store, settings, T0)
+    send(store, settings, T0 + 1)
+    _, extra, _ = refusal(lambda: send(store, settings, T0 + 2))
+    assert extra["limit"] == "global"
+
+
+def test_more_than_a_limit_allows_at_once_is_refused_without_retry_after(store: Store) -> None:
+    settings = limits(LIMIT_PER_CALLER="10/hour")
+    status, extra, headers = refusal(
+        lambda: enforce_limits(store, settings, caller="c", destination=None, now=T0, amount=11)
+    )
+    assert (status, extra, headers) == (429, {"rule": "limit", "limit": "caller"}, {})
+    # Nothing was charged: the whole quota is still there.
+    enforce_limits(store, settings, caller="c", destination=None, now=T0, amount=10)
+
+
+def test_slots_cover_the_window_exactly() -> None:
+    assert SLOTS == 60  # Retry-After above assumes one-minute slots in an hour
+
+
+# Through the routes --------------------------------------------------------------------
 
 
 @pytest.fixture
-def handlers(functions: dict[str, Handler], app_env: SetEnv) -> dict[str, Handler]:
+def handlers(
+    functions: dict[str, Handler], app_env: SetEnv, fake_clock: FakeClock
+) -> dict[str, Handler]:
     return functions
 
 
 def test_per_destination_limit_counts_messages_and_calls(
-    handlers: dict[str, Handler], app_env: SetEnv, sandbox: Sandbox
+    handlers: dict[str, Handler], app_env: SetEnv, sandbox: Sandbox, fake_clock: FakeClock
 ) -> None:
     app_env(LIMIT_PER_DESTINATION="3/hour")
     assert post_json(handlers["SendSms"], SMS_URL, {"to": VALID_TO, "body": "1"})[0] == 201
-    assert (
-        post_json(handlers["MakeCall"], f"{PUBLIC_BASE_URL}/api/MakeCall", {"to": VALID_TO})[0]
-        == 201
-    )
+    assert post_json(handlers["MakeCall"], CALL_URL, {"to": VALID_TO})[0] == 201
     assert post_json(handlers["SendSms"], SMS_URL, {"to": VALID_TO, "body": "3"})[0] == 201
+    fake_clock.advance(30 * 60)
     response = handlers["SendSms"](
         build_request("POST", SMS_URL, json_body={"to": VALID_TO, "body": "4"})
     )
     assert response.status_code == 429
-    assert 1 <= int(response.headers["Retry-After"]) <= 3600
+    assert response.headers["Retry-After"] == str(3600 + 60 - 30 * 60)
     assert body_of(response) == {
         "type": "urn:twilio-functions:problem:rate-limited",
         "title": "Too many requests",
         "status": 429,
         "detail": "The destination limit of 3 per hour is reached; nothing was sent.",
+        "rule": "limit",
         "limit": "destination",
     }
     assert len(sandbox.requests()) == 3
     assert post_json(handlers["SendSms"], SMS_URL, {"to": "+14155550101", "body": "x"})[0] == 201
-
-
-def test_per_caller_limit(handlers: dict[str, Handler], app_env: SetEnv) -> None:
-    app_env(LIMIT_PER_CALLER="2/minute")
-
-    def send(ip: str, to: str) -> int:
-        request = build_request(
-            "POST",
-            SMS_URL,
-            json_body={"to": to, "body": "x"},
-            headers={"X-Forwarded-For": f"{ip}:1"},
-        )
-        return int(handlers["SendSms"](request).status_code)
-
-    assert [send("203.0.113.1", f"+1415555010{i}") for i in range(3)] == [201, 201, 429]
-    assert send("203.0.113.2", "+14155550109") == 201
-    # A client cannot pick its own identity: only the last hop counts.
-    spoofed = build_request(
-        "POST", SMS_URL, json_body={"to": "+14155550108", "body": "x"},
-        headers={"X-Forwarded-For": "198.51.100.9, 203.0.113.1:1"},
-    )  # fmt: skip
-    assert handlers["SendSms"](spoofed).status_code == 429
 
 
 def test_global_limit(handlers: dict[str, Handler], app_env: SetEnv) -> None:
@@ -106,6 +195,7 @@ def test_opt_out_is_remembered(handlers: dict[str, Handler], sandbox: Sandbox) -
             "status": 409,
             "detail": "The recipient replied STOP to this sender; Twilio will not deliver until they opt in.",
             "twilioCode": 21610,
+            "rule": "opt-out",
         },
     )
     assert len(sandbox.requests()) == 1  # the second never reached Twilio

@@ -5,13 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from twilio.request_validator import RequestValidator
 
 from tests.conftest import (
+    AUTH_TOKEN,
+    PUBLIC_BASE_URL,
     VALID_FROM,
     VALID_TO,
     Handler,
     Sandbox,
     SetEnv,
+    body_of,
     build_request,
     post_json,
 )
@@ -61,12 +65,33 @@ def test_caller_url_on_an_allowed_https_host(
     assert sandbox.settled_call(sandbox.calls()[0]["sid"])["twiml_request"]["url"] == url
 
 
+URL_REFUSED = (
+    "{field} must be an https URL on a host listed in TWIML_ALLOWED_HOSTS, "
+    "without user info, backslashes, spaces or control characters."
+)
+# Each is read as twimlets.com by one parser and as another host (or not at all) by another.
+AMBIGUOUS_URLS = [
+    "https://evil.example\\@twimlets.com/t.xml",  # WHATWG: host evil.example
+    "https://evil.example\\.twimlets.com/t.xml",
+    "https://user@twimlets.com/t.xml",
+    "https://evil.example:443@twimlets.com/t.xml",
+    "https://twimlets.com\t.evil.example/t.xml",  # WHATWG drops the tab
+    "https://twimlets.com\n/t.xml",
+    "https://twimlets.com /t.xml",
+    "https://twimlets.com%2eevil.example/t.xml",
+    "https://twimlets.com./t.xml",
+    "https://0x7f.1/t.xml",
+]
+
+
 @pytest.mark.parametrize(
     "url",
     [
         "http://twimlets.com/message",
         "https://evil.example.com/twiml",
         "https://twimlets.com.evil.io/x",
+        "https://evil.io/twimlets.com",
+        *AMBIGUOUS_URLS,
     ],
 )
 def test_caller_url_must_be_https_on_an_allowed_host(
@@ -77,12 +102,74 @@ def test_caller_url_must_be_https_on_an_allowed_host(
         403,
         {
             "type": "urn:twilio-functions:problem:forbidden",
-            "title": "TwiML URL not allowed",
+            "title": "URL not allowed",
             "status": 403,
-            "detail": "url must be https on a host listed in TWIML_ALLOWED_HOSTS.",
+            "detail": URL_REFUSED.format(field="url"),
+            "rule": "twiml-url",
+            "field": "url",
         },
     )
     assert sandbox.requests() == []
+
+
+def test_an_allowed_host_is_compared_without_regard_to_case(
+    make_call: Handler, app_env: SetEnv
+) -> None:
+    app_env(TWIML_ALLOWED_HOSTS="twimlets.com")
+    assert call(make_call, {"to": VALID_TO, "url": "https://TwiMLets.com/message"})[0] == 201
+
+
+def test_a_message_that_is_audio_must_come_from_an_allowed_host(
+    make_call: Handler, app_env: SetEnv, sandbox: Sandbox
+) -> None:
+    app_env(TWIML_ALLOWED_HOSTS="twimlets.com")
+    assert call(make_call, {"to": VALID_TO, "message": "https://evil.example/a.mp3"}) == (
+        403,
+        {
+            "type": "urn:twilio-functions:problem:forbidden",
+            "title": "URL not allowed",
+            "status": 403,
+            "detail": URL_REFUSED.format(field="message"),
+            "rule": "play-url",
+            "field": "message",
+        },
+    )
+    assert sandbox.requests() == []
+
+
+@pytest.mark.parametrize("message", AMBIGUOUS_URLS[:4])
+def test_a_message_that_is_an_ambiguous_url_is_refused(
+    make_call: Handler, app_env: SetEnv, sandbox: Sandbox, message: str
+) -> None:
+    app_env(TWIML_ALLOWED_HOSTS="twimlets.com")
+    status, body = call(make_call, {"to": VALID_TO, "message": message})
+    assert (status, body["errors"]) == (
+        400,
+        [{"field": "message", "message": "is not a valid URL"}],
+    )
+    assert sandbox.requests() == []
+
+
+def test_audio_from_an_allowed_host_is_played(
+    make_call: Handler, app_env: SetEnv, sandbox: Sandbox
+) -> None:
+    app_env(TWIML_ALLOWED_HOSTS="twimlets.com")
+    status, body = call(make_call, {"to": VALID_TO, "message": "https://twimlets.com/a.mp3"})
+    assert status == 201
+    twiml_url = sandbox.settled_call(body["sid"])["twiml_request"]["url"]
+    assert twiml_url == f"{PUBLIC_BASE_URL}/api/TwiML?message=https%3A%2F%2Ftwimlets.com%2Fa.mp3"
+
+
+def test_twiml_refuses_to_play_audio_from_other_hosts(
+    functions: dict[str, Handler], app_env: SetEnv
+) -> None:
+    app_env(TWIML_ALLOWED_HOSTS="twimlets.com")
+    url = f"{PUBLIC_BASE_URL}/api/TwiML?message=https%3A%2F%2Fevil.example%2Fa.mp3"
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(url, {})
+    response = functions["TwiML"](
+        build_request("GET", url, headers={"X-Twilio-Signature": signature})
+    )
+    assert (response.status_code, body_of(response)["rule"]) == (403, "play-url")
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,15 @@ from shared.phone import InvalidPhoneNumber, PhoneNumber, mask, to_e164
 @pytest.mark.parametrize(
     ("raw", "region", "expected"),
     [
-        ("+14155550100", None, PhoneNumber("+14155550100", "US")),
-        (" +1 (415) 555-0100 ", None, PhoneNumber("+14155550100", "US")),
-        ("(415) 555-0100", "US", PhoneNumber("+14155550100", "US")),
-        ("020 7946 0000", "GB", PhoneNumber("+442079460000", "GB")),
-        ("+442079460000", "US", PhoneNumber("+442079460000", "GB")),
+        ("+14155550100", None, PhoneNumber("+14155550100", "US", "fixed-line-or-mobile")),
+        (" +1 (415) 555-0100 ", None, PhoneNumber("+14155550100", "US", "fixed-line-or-mobile")),
+        ("(415) 555-0100", "US", PhoneNumber("+14155550100", "US", "fixed-line-or-mobile")),
+        ("020 7946 0000", "GB", PhoneNumber("+442079460000", "GB", "fixed-line")),
+        ("+442079460000", "US", PhoneNumber("+442079460000", "GB", "fixed-line")),
+        ("+33 6 12 34 56 78", None, PhoneNumber("+33612345678", "FR", "mobile")),
+        ("+1 900 555 0100", None, PhoneNumber("+19005550100", "US", "premium-rate")),
+        ("+44 871 234 5678", None, PhoneNumber("+448712345678", "GB", "premium-rate")),
+        ("+1 800 555 0100", None, PhoneNumber("+18005550100", "US", "toll-free")),
     ],
 )
 def test_numbers_are_normalised_to_e164(

@@ -95,6 +95,7 @@ def test_sender_not_allowed(send_sms: Handler, sandbox: Sandbox) -> None:
             "title": "Sender not allowed",
             "status": 403,
             "detail": "from is not one of the allowed senders.",
+            "rule": "sender",
         },
     )
     assert sandbox.requests() == []
@@ -108,7 +109,92 @@ def test_destination_country_not_allowed(send_sms: Handler, sandbox: Sandbox) ->
             "title": "Destination not allowed",
             "status": 403,
             "detail": "Destination country GB is not allowed (allowed: US).",
+            "rule": "destination-country",
+            "country": "GB",
         },
+    )
+    assert sandbox.requests() == []
+
+
+@pytest.mark.parametrize(
+    ("to", "countries", "number_type"),
+    [
+        ("+19005550100", "US", "premium-rate"),  # +1 900: passed the country-only policy
+        ("+18005550100", "US", "toll-free"),
+        ("+448712345678", "GB", "premium-rate"),  # once a country is allowed, its 087x too
+        ("+447012345678", "GB", "personal-number"),  # UK 070: a known fraud range
+        ("+15005550006", "US", "personal-number"),  # Twilio's test range, without the exception
+    ],
+)
+def test_destinations_that_cost_extra_are_refused_by_type(
+    send_sms: Handler, app_env: SetEnv, sandbox: Sandbox, to: str, countries: str, number_type: str
+) -> None:
+    app_env(ALLOWED_COUNTRIES=countries, NUMBER_TYPE_EXCEPTIONS=None)
+    assert call(send_sms, {"to": to, "body": "x"}) == (
+        403,
+        {
+            "type": "urn:twilio-functions:problem:forbidden",
+            "title": "Destination not allowed",
+            "status": 403,
+            "detail": f"The destination is a {number_type} number; SMS may go to mobile, fixed-line, fixed-line-or-mobile numbers only.",
+            "rule": "destination-number-type",
+            "numberType": number_type,
+        },
+    )
+    assert sandbox.requests() == []
+
+
+def test_number_types_are_configurable_per_channel(
+    send_sms: Handler, functions: dict[str, Handler], app_env: SetEnv
+) -> None:
+    app_env(SMS_NUMBER_TYPES="mobile,fixed-line-or-mobile,toll-free")
+    assert call(send_sms, {"to": "+18005550100", "body": "x"})[0] == 201
+    calling = post_json(
+        functions["MakeCall"], "https://functions.example.com/api/MakeCall", {"to": "+18005550100"}
+    )
+    assert (calling[0], calling[1]["rule"], calling[1]["numberType"]) == (
+        403,
+        "destination-number-type",
+        "toll-free",
+    )
+    app_env(SMS_NUMBER_TYPES="mobile")  # US numbers are mostly "fixed-line-or-mobile"
+    assert call(send_sms, {"to": VALID_TO, "body": "x"})[1]["numberType"] == "fixed-line-or-mobile"
+
+
+def test_the_exception_prefix_skips_only_the_type_check(send_sms: Handler, app_env: SetEnv) -> None:
+    app_env(NUMBER_TYPE_EXCEPTIONS="+1900555")
+    assert call(send_sms, {"to": "+19005550100", "body": "x"})[0] == 201
+    assert (
+        call(send_sms, {"to": "+19005560100", "body": "x"})[1]["rule"] == "destination-number-type"
+    )
+    app_env(NUMBER_TYPE_EXCEPTIONS="+44", ALLOWED_COUNTRIES="US")
+    assert call(send_sms, {"to": "+448712345678", "body": "x"})[1]["rule"] == "destination-country"
+
+
+@pytest.mark.parametrize(
+    "media",
+    [
+        "https://evil.example\\@media.example.com/a.png",
+        "https://user:pw@media.example.com/a.png",
+        "https://media.example.com\t/a.png",
+        "https://media.example.com /a.png",
+        "https://127.0.0.1/a.png",
+        "https://media.example.com%2F@evil.example/a.png",
+        "ftp://media.example.com/a.png",
+    ],
+)
+def test_media_urls_must_read_the_same_to_every_parser(
+    send_sms: Handler, sandbox: Sandbox, media: str
+) -> None:
+    status, body = call(send_sms, {"to": VALID_TO, "mediaUrl": media})
+    assert (status, body["errors"]) == (
+        400,
+        [
+            {
+                "field": "mediaUrl",
+                "message": "must be http(s) URLs without user info, backslashes or spaces",
+            }
+        ],
     )
     assert sandbox.requests() == []
 
@@ -136,7 +222,10 @@ def test_every_bad_field_is_listed(send_sms: Handler, sandbox: Sandbox) -> None:
             "errors": [
                 {"field": "To", "message": "is not a known field"},
                 {"field": "body", "message": "must be at most 1600 characters"},
-                {"field": "mediaUrl", "message": "must be http(s) URLs"},
+                {
+                    "field": "mediaUrl",
+                    "message": "must be http(s) URLs without user info, backslashes or spaces",
+                },
                 {"field": "to", "message": "must be in E.164 format, e.g. +14155550100"},
             ],
         },

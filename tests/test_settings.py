@@ -47,6 +47,7 @@ def test_lists_and_flags_are_parsed() -> None:
             "TWILIO_ALLOWED_SENDERS": "+15005550006,MG" + "a" * 32,
             "TWIML_ALLOWED_HOSTS": "Example.COM, twimlets.com",
             "TWILIO_VALIDATE_SIGNATURES": "false",
+            "AZURE_FUNCTIONS_ENVIRONMENT": "Development",
             "DEFAULT_REGION": "gb",
         }
     )
@@ -71,6 +72,11 @@ def test_lists_and_flags_are_parsed() -> None:
         ("TWILIO_MESSAGING_SERVICE_SID", "PN123"),
         ("TWILIO_API_KEY_SID", "SK" + "1" * 32),
         ("TWILIO_RATE_LIMIT_RETRIES", "9"),
+        ("SMS_NUMBER_TYPES", "mobile,premium"),
+        ("CALL_NUMBER_TYPES", "landline"),
+        ("NUMBER_TYPE_EXCEPTIONS", "44,+1"),
+        ("TWIML_ALLOWED_HOSTS", "evil.example\\@twimlets.com"),
+        ("TWIML_ALLOWED_HOSTS", "https://twimlets.com"),
     ],
 )
 def test_invalid_values_name_their_key_but_not_the_value(key: str, value: str) -> None:
@@ -151,3 +157,47 @@ def test_importing_the_app_reads_no_settings_and_no_rest_client() -> None:
         check=True,
     )
     assert result.stdout.split() == ["0", "False"]
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {},  # on Azure AZURE_FUNCTIONS_ENVIRONMENT is unset or Production
+        {"AZURE_FUNCTIONS_ENVIRONMENT": "Production"},
+        # Development in an Azure app's settings is still Azure: WEBSITE_INSTANCE_ID tells.
+        {"AZURE_FUNCTIONS_ENVIRONMENT": "Development", "WEBSITE_INSTANCE_ID": "a1b2"},
+    ],
+)
+def test_signature_checks_cannot_be_switched_off_outside_local_development(
+    environ: dict[str, str],
+) -> None:
+    with pytest.raises(InvalidSetting) as raised:
+        load_settings({**environ, "TWILIO_VALIDATE_SIGNATURES": "false"})
+    assert raised.value.key == "TWILIO_VALIDATE_SIGNATURES"
+    assert load_settings(environ).validate_signatures is True
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"AZURE_FUNCTIONS_ENVIRONMENT": "Development"},  # func start, make run
+        {"TWILIO_API_BASE_URL": "http://127.0.0.1:7072"},  # the sandbox: nothing is real
+    ],
+)
+def test_signature_checks_may_be_switched_off_locally(environ: dict[str, str]) -> None:
+    assert (
+        load_settings({**environ, "TWILIO_VALIDATE_SIGNATURES": "false"}).validate_signatures
+        is False
+    )
+
+
+def test_number_type_settings_default_to_what_costs_no_more_than_usual() -> None:
+    settings = load_settings({})
+    assert settings.sms_number_types == ("mobile", "fixed-line", "fixed-line-or-mobile")
+    assert settings.call_number_types == ("mobile", "fixed-line", "fixed-line-or-mobile")
+    assert settings.number_type_exceptions == ()
+    custom = load_settings(
+        {"CALL_NUMBER_TYPES": "Mobile, toll-free", "NUMBER_TYPE_EXCEPTIONS": "+1500555"}
+    )
+    assert custom.call_number_types == ("mobile", "toll-free")
+    assert custom.number_type_exceptions == ("+1500555",)

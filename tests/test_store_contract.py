@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
 
 from shared.delivery_status import Delivery, StatusEvent, advance, claim
-from shared.store import BroadcastRecord, MemoryStore, Store, StoredResponse
+from shared.store import BroadcastRecord, MemoryStore, Slots, Store, StoredResponse
 from shared.table_store import TableStore
 from tests.conftest import Azurite, table_prefix
 
@@ -138,18 +138,37 @@ def test_exactly_one_concurrent_claim_wins(store: Store) -> None:
 # Counters and opt-outs ----------------------------------------------------------------
 
 
-def test_counter_stops_at_the_limit_per_window(store: Store) -> None:
-    assert [store.consume("dest:+1", 0, 3) for _ in range(5)] == [True, True, True, False, False]
-    assert store.consume("dest:+1", 3600, 3) is True
-    assert store.consume("dest:+2", 0, 3, amount=3) is True
-    assert store.consume("dest:+2", 0, 3, amount=1) is False
-    assert store.consume("dest:+3", 0, 3, amount=4) is False
+def bounded_increment(cap: int) -> Callable[[Slots], Slots | None]:
+    def change(slots: Slots) -> Slots | None:
+        if slots.get(0, 0) >= cap:
+            return None
+        return {**slots, 0: slots.get(0, 0) + 1}
+
+    return change
 
 
-def test_concurrent_consumers_never_pass_the_limit(store: Store) -> None:
+def read_counter(store: Store, counter: str) -> Slots:
+    seen: list[Slots] = []
+
+    def look(slots: Slots) -> None:
+        seen.append(dict(slots))
+
+    store.update_counter(counter, look)
+    return seen[-1]
+
+
+def test_counter_updates_persist_and_none_changes_nothing(store: Store) -> None:
+    assert read_counter(store, "c") == {}
+    store.update_counter("c", lambda slots: {**slots, 5: 2, 7: 1})
+    store.update_counter("c", lambda slots: None)
+    assert read_counter(store, "c") == {5: 2, 7: 1}
+    assert read_counter(store, "other") == {}
+
+
+def test_concurrent_counter_updates_never_lose_one(store: Store) -> None:
     with ThreadPoolExecutor(10) as pool:
-        results = list(pool.map(lambda _: store.consume("global", 0, 7), range(30)))
-    assert results.count(True) == 7
+        list(pool.map(lambda _: store.update_counter("global", bounded_increment(7)), range(30)))
+    assert read_counter(store, "global") == {0: 7}
 
 
 def test_opt_outs(store: Store) -> None:
@@ -163,14 +182,14 @@ def test_opt_outs(store: Store) -> None:
 def test_a_vanished_table_is_created_again(azurite: Azurite) -> None:
     prefix = table_prefix()
     store = TableStore(azurite.connection_string, prefix)
-    assert store.consume("global", 0, 5) is True
+    store.update_counter("global", bounded_increment(5))
     from azure.data.tables import TableServiceClient
 
     TableServiceClient.from_connection_string(azurite.connection_string).delete_table(
         f"{prefix}Counters"
     )
-    assert store.consume("global", 0, 5) is True  # a fresh, empty table
-    assert [store.consume("global", 0, 5) for _ in range(5)] == [True, True, True, True, False]
+    store.update_counter("global", bounded_increment(5))  # a fresh, empty table
+    assert read_counter(store, "global") == {0: 1}
 
 
 # Broadcasts ---------------------------------------------------------------------------

@@ -124,6 +124,7 @@ def assert_forbidden(status_body: tuple[int, bytes], detail: str) -> None:
         "title": "Invalid Twilio signature",
         "status": 403,
         "detail": detail,
+        "rule": "twilio-signature",
     }
 
 
