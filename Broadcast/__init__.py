@@ -64,7 +64,7 @@ async def broadcast(
     caller = identify_caller(req, settings)
     store = get_store(settings)
     record = store.broadcast(req.route_params.get("id", ""))
-    if record is None or (caller.authenticated and record.caller != caller.id):
+    if record is None or record.caller != caller.id:  # only its creator may see or cancel it
         raise AppError("No such broadcast.", status_code=404)
     if req.method == "DELETE":
         await broadcasts.cancel_broadcast(record, store, client)

@@ -35,11 +35,9 @@ def _status(req: func.HttpRequest, kind: Kind) -> func.HttpResponse:
     caller = identify_caller(req, settings)
     sid = req.route_params.get("sid", "")
     record = get_store(settings).delivery(kind, sid)
-    # Only what we created (not stray callbacks), and a signed-in caller sees only their own.
-    if (
-        record is None
-        or record.caller is None
-        or (caller.authenticated and record.caller != caller.id)
-    ):
+    # Only what we created (not stray callbacks), and only for the caller that created it:
+    # the same user, or the same function key. Anyone else learns nothing, not even that
+    # the SID exists.
+    if record is None or record.caller is None or record.caller != caller.id:
         raise AppError(f"No {kind} {sid} was created through this app.", status_code=404)
     return json_response(deliveries.view(record))

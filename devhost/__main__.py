@@ -19,10 +19,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from devhost.console import add_console
+from devhost.guard import local_only
 from devhost.host import (
     HttpRoute,
     add_function_routes,
@@ -109,6 +111,7 @@ async def serve(args: argparse.Namespace, sandbox: bool) -> None:
         token = secrets.token_hex(16)  # fresh per run: nothing to leak, nothing to commit
         config = SandboxConfig(SANDBOX_ACCOUNT_SID, token, reach_internet=args.sandbox_internet)
         sandbox_app = create_sandbox_app(config)
+        sandbox_app.middlewares.append(local_only())
         sandbox_url = await _start(sandbox_app, host, args.sandbox_port, runners)
         os.environ.update(
             TWILIO_ACCOUNT_SID=SANDBOX_ACCOUNT_SID,
@@ -130,7 +133,8 @@ async def serve(args: argparse.Namespace, sandbox: bool) -> None:
     indexed = await worker.start()
     prefix = route_prefix(ROOT / "host.json")
     routes = http_routes(indexed, prefix)
-    host_app = create_host_app()
+    public_host = urlsplit(os.environ.get("PUBLIC_BASE_URL", "")).netloc
+    host_app = create_host_app([public_host] if public_host else [])
     if sandbox_app is not None:
         add_console(host_app, sandbox_app)
     add_function_routes(host_app, worker, routes)

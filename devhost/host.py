@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -21,6 +21,7 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
+from devhost.guard import local_only
 from devhost.rpc import messages as rpc
 from devhost.worker import IndexedFunction, InProcessWorker
 
@@ -102,8 +103,12 @@ def compile_route(prefix: str, template: str) -> re.Pattern[str]:
     return re.compile(f"/{path}/?", re.IGNORECASE)
 
 
-def create_host_app() -> web.Application:
-    return web.Application(client_max_size=MAX_REQUEST_BYTES)
+def create_host_app(public_hosts: Iterable[str] = ()) -> web.Application:
+    """The host's server; `public_hosts` are names it is reached by besides its own (the
+    host of PUBLIC_BASE_URL, e.g. a tunnel that brings Twilio's requests here)."""
+    return web.Application(
+        client_max_size=MAX_REQUEST_BYTES, middlewares=[local_only(public_hosts)]
+    )
 
 
 def add_function_routes(

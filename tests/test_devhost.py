@@ -188,3 +188,67 @@ def test_what_the_worker_returns_becomes_the_hosts_answer() -> None:
     assert (nothing.status, nothing.body) == (200, None)
     odd = from_rpc_http(rpc.TypedData(http=rpc.RpcHttp(status_code="x")), "f")
     assert odd.status == 200  # an unparsable status is 200, as the host's int.TryParse
+
+
+@pytest.mark.parametrize(
+    ("headers", "detail"),
+    [
+        (
+            {"Origin": "https://evil.example"},
+            "Requests from other origins (web pages) are refused.",
+        ),
+        ({"Origin": "null"}, "Requests from other origins (web pages) are refused."),
+        ({"Sec-Fetch-Site": "cross-site"}, "Requests from other sites (web pages) are refused."),
+        ({"Sec-Fetch-Site": "same-site"}, "Requests from other sites (web pages) are refused."),
+        (
+            {"Host": "rebound.evil.example:7071"},
+            "Host rebound.evil.example:7071 is not this local server's own name.",
+        ),
+    ],
+)
+def test_the_local_host_refuses_what_a_web_page_could_send(
+    devhost: DevHost, headers: dict[str, str], detail: str
+) -> None:
+    before = len(devhost.sandbox.messages())
+    response = requests.post(
+        f"{devhost.url}/api/SendSms", json={"to": VALID_TO, "body": "drive-by"},
+        headers=headers, timeout=10,
+    )  # fmt: skip
+    assert (response.status_code, response.json()) == (
+        403,
+        {
+            "type": "urn:twilio-functions:problem:local-host",
+            "title": "Refused by the local host",
+            "status": 403,
+            "detail": detail,
+            "rule": "local-host",
+        },
+    )
+    assert len(devhost.sandbox.messages()) == before
+
+
+def test_the_sandbox_refuses_web_pages_too(devhost: DevHost) -> None:
+    response = requests.post(
+        f"{devhost.sandbox.url}/sandbox/reset",
+        headers={"Origin": "https://evil.example"},
+        timeout=10,
+    )
+    assert (response.status_code, response.json()["rule"]) == (403, "local-host")
+
+
+def test_the_console_and_programs_are_not_web_pages_from_elsewhere(devhost: DevHost) -> None:
+    # The console posts same-origin; localhost is one of the host's own names.
+    port = devhost.url.rsplit(":", 1)[1]
+    for i, headers in enumerate(
+        (
+            {"Origin": devhost.url, "Sec-Fetch-Site": "same-origin"},
+            {"Host": f"localhost:{port}"},
+            {},
+        )
+    ):
+        # Numbers of their own: the session's host keeps its per-destination limit.
+        response = requests.post(
+            f"{devhost.url}/api/SendSms", json={"to": f"+1415555017{i}", "body": "ok"},
+            headers=headers, timeout=10,
+        )  # fmt: skip
+        assert response.status_code == 201, response.text
