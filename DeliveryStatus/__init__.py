@@ -10,7 +10,7 @@ from shared.delivery_status import Kind
 from shared.errors import AppError
 from shared.http_io import error_boundary, json_response, require_method
 from shared.settings import get_settings
-from shared.store import get_store
+from shared.state import get_store
 
 bp = func.Blueprint()
 

@@ -9,10 +9,16 @@ import azure.functions as func
 
 from shared import messaging
 from shared.caller import identify_caller
-from shared.http_io import error_boundary, json_response, read_fields, require_method
+from shared.http_io import (
+    MOBILE_MAX_BYTES,
+    error_boundary,
+    json_response,
+    read_fields,
+    require_method,
+)
 from shared.idempotency import idempotent
 from shared.settings import get_settings
-from shared.store import get_store
+from shared.state import get_store
 from shared.twilio_client import get_client
 
 bp = func.Blueprint()
@@ -28,7 +34,7 @@ def send_sms(req: func.HttpRequest) -> func.HttpResponse:
     settings = get_settings()
     caller = identify_caller(req, settings)
     store = get_store(settings)
-    fields = read_fields(req)
+    fields = read_fields(req, MOBILE_MAX_BYTES)
     request = messaging.parse_sms_request(fields, settings)
 
     def send() -> func.HttpResponse:

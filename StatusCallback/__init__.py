@@ -5,9 +5,9 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared import deliveries
-from shared.http_io import error_boundary, read_fields, require_method
+from shared.http_io import WEBHOOK_MAX_BYTES, error_boundary, read_fields, require_method
 from shared.settings import get_settings
-from shared.store import get_store
+from shared.state import get_store
 from shared.webhooks import verify_twilio_request
 
 bp = func.Blueprint()
@@ -21,5 +21,5 @@ def status_callback(req: func.HttpRequest) -> func.HttpResponse:
     require_method(req, "POST")
     settings = get_settings()
     verify_twilio_request(req, settings)
-    deliveries.apply_callback(get_store(settings), read_fields(req))
+    deliveries.apply_callback(get_store(settings), read_fields(req, WEBHOOK_MAX_BYTES))
     return func.HttpResponse(status_code=204)

@@ -29,7 +29,7 @@ def bench_environment(**overrides: str) -> dict[str, str]:
 @contextmanager
 def app_environment(**overrides: str) -> Iterator[None]:
     from shared.settings import get_settings
-    from shared.store import _store_for
+    from shared.state import _store_for
     from shared.twilio_client import _client_for
 
     saved = dict(os.environ)

@@ -65,7 +65,7 @@ def reuse(send_sms: Handler) -> dict[str, Any]:
             from shared.phone import to_e164
             from shared.policy import SmsSender
             from shared.settings import get_settings
-            from shared.store import get_store
+            from shared.state import get_store
             from shared.twilio_client import build_client
 
             settings = get_settings()

@@ -4,7 +4,7 @@ Replay re-runs these from the start, so they read time only from the context, ne
 call anything that does I/O, and keep every instance's history bounded: a broadcast is
 split into chunks, each chunk is its own sub-orchestration (at most chunk_size + 1
 activities), and the parent handles CHUNKS_PER_GENERATION chunks before continue_as_new
-starts it over with a fresh history. tests/test_broadcast_orchestration.py enforces this.
+starts it over with a fresh history. tests/test_broadcasts.py enforces this.
 """
 
 from __future__ import annotations

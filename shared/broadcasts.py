@@ -23,18 +23,16 @@ from shared.deliveries import now
 from shared.errors import AppError, ServiceUnavailable, ValidationFailed
 from shared.idempotency import KEY_HEADER, KEY_TTL_SECONDS, LEASE_SECONDS, request_fingerprint
 from shared.limits import enforce_limits
-from shared.messaging import MAX_BODY_CHARACTERS
 from shared.phone import InvalidPhoneNumber, PhoneNumber, to_e164
 from shared.settings import Settings
 from shared.store import BroadcastRecord, Store, StoredResponse
-from shared.validation import FieldReader
+from shared.validation import Errors, decode
 
 if TYPE_CHECKING:
     from azure.durable_functions import DurableOrchestrationClient
     from twilio.rest import Client
 
 MAX_PAGE = 1000
-_FIELDS = ("to", "body", "from")
 
 logger = logging.getLogger(__name__)
 
@@ -52,22 +50,26 @@ class BroadcastPlan:
     fingerprint: str
 
 
+def max_request_bytes(settings: Settings) -> int:
+    """The largest valid start request: every allowed recipient (a number of up to 64
+    characters, percent-encoded in a form, is under 200 bytes) plus room for the rest."""
+    return 64 * 1024 + 200 * settings.broadcast_max_recipients
+
+
 def plan_broadcast(fields: Mapping[str, Any], settings: Settings) -> BroadcastPlan:
     """Validate the request and every number; bad numbers are reported, not fatal."""
-    reader = FieldReader(fields, _FIELDS)
-    raw = fields.get("to")
-    if not isinstance(raw, list) or not raw or not all(isinstance(t, str) for t in raw):
-        reader.error("to", "must be a non-empty list of phone numbers")
-        raw = []
-    elif len(raw) > settings.broadcast_max_recipients:
-        reader.error("to", f"must have at most {settings.broadcast_max_recipients} numbers")
-    body = reader.text("body", required=True, max_length=MAX_BODY_CHARACTERS)
-    requested_from = reader.text("from", max_length=64)
-    reader.check()
-    sender = policy.sms_sender(requested_from, settings)
+    from shared.shapes import BroadcastRequest  # msgspec only where a body is parsed
+
+    errors = Errors()
+    values = decode(fields, BroadcastRequest, errors)
+    if len(values.get("to", ())) > settings.broadcast_max_recipients:
+        errors.error("to", f"must have at most {settings.broadcast_max_recipients} numbers")
+    errors.check()
+    request = BroadcastRequest(**values)
+    sender = policy.sms_sender(request.from_, settings)
     recipients: dict[str, None] = {}
     rejected: list[dict[str, str]] = []
-    for text in raw:
+    for text in request.to:
         try:
             number = to_e164(text, settings.default_region)
             policy.check_destination(number, settings, "sms")
@@ -80,9 +82,8 @@ def plan_broadcast(fields: Mapping[str, Any], settings: Settings) -> BroadcastPl
         recipients.setdefault(number.e164, None)
     if not recipients:
         raise ValidationFailed([{"field": "to", "message": "has no number that may be sent to"}])
-    assert body is not None
     return BroadcastPlan(
-        tuple(recipients), tuple(rejected), body, sender, request_fingerprint(fields)
+        tuple(recipients), tuple(rejected), request.body, sender, request_fingerprint(fields)
     )
 
 

@@ -26,10 +26,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
-from shared.errors import Forbidden, InvalidSetting, Unauthorized
+from shared.errors import Forbidden, InvalidSetting, Unauthorized, bearer_challenge
 from shared.settings import Settings
 
-REALM = 'Bearer realm="twilio-functions"'
 KEY_HEADER = "x-functions-key"
 KEY_QUERY = "code"
 
@@ -97,7 +96,9 @@ def _easyauth_caller(req: func.HttpRequest, settings: Settings) -> Caller:
         raise InvalidSetting("CALLER_AUTH", "easyauth only behind App Service Authentication")
     principal_id = req.headers.get("X-MS-CLIENT-PRINCIPAL-ID", "").strip()
     if not principal_id:
-        raise Unauthorized("Sign in first: no App Service Authentication principal.", REALM)
+        raise Unauthorized(
+            "Sign in first: no App Service Authentication principal.", rule="easyauth"
+        )
     roles = [c.get("val") for c in _principal_claims(req) if c.get("typ") in ("roles", "role")]
     _require_grants(None, roles, settings)
     return Caller(f"user:{principal_id}")
@@ -124,9 +125,12 @@ def _require_grants(scopes: Any, roles: Any, settings: Settings) -> None:
     if settings.jwt_required_role and settings.jwt_required_role not in granted_roles:
         missing.append(f"role {settings.jwt_required_role}")
     if missing:
-        error = Forbidden(f"The token lacks {' and '.join(missing)}.", title="Insufficient scope")
-        error.headers["WWW-Authenticate"] = f'{REALM}, error="insufficient_scope"'
-        raise error
+        raise Forbidden(
+            f"The token lacks {' and '.join(missing)}.",
+            title="Insufficient scope",
+            headers={"WWW-Authenticate": bearer_challenge("insufficient_scope")},
+            extra={"rule": "grants"},
+        )
 
 
 def _without_port(address: str) -> str:

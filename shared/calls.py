@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
 
 from shared import clock, policy, twiml
 from shared.deliveries import CALL_EVENTS, remember_created, status_callback_url
@@ -15,11 +16,14 @@ from shared.phone import PhoneNumber, mask
 from shared.settings import Settings
 from shared.store import Store
 from shared.twilio_client import with_rate_limit_retry
-from shared.validation import FieldReader
+from shared.validation import Errors, decode
 from shared.webhooks import function_url
 
 TWIML_ROUTE = "TwiML"
-_FIELDS = ("to", "from", "message", "voice", "language", "url")
+# Twilio documents no limit on a webhook URL's length; 4,000 characters is its limit for
+# inline TwiML, and far longer URLs fail at Twilio (seen: a 4,096-character message of
+# non-ASCII text, 36 KB once percent-encoded). So the URL is kept within that.
+MAX_TWIML_URL_LENGTH = 4000
 
 if TYPE_CHECKING:
     from twilio.rest import Client
@@ -35,31 +39,51 @@ class CallRequest:
 
 
 def parse_call_request(fields: Mapping[str, Any], settings: Settings) -> CallRequest:
-    reader = FieldReader(fields, _FIELDS)
-    raw_to = reader.text("to", required=True, max_length=64)
-    raw_from = reader.text("from", max_length=64)
-    message = reader.text("message", max_length=twiml.MAX_SAY_CHARACTERS)
-    voice = reader.text("voice", max_length=80)
-    language = reader.text("language", max_length=35)
-    url = reader.text("url", max_length=2048)
-    if url is not None and (message or voice or language):
-        reader.error("url", "cannot be combined with message, voice or language")
-    segment = twiml.message_segment(reader, "message", message) if message is not None else None
-    twiml.check_voice_options(reader, voice, language)
-    to = parse_number(reader, "to", raw_to, settings)
-    parse_number(reader, "from", raw_from, None)
-    reader.check()
+    """Validate every field, the policy, and the TwiML the call will fetch: a call whose
+    TwiML can only fail (Twilio's application error for the callee) is refused here."""
+    from shared.shapes import MakeCallRequest  # msgspec only where a body is parsed
+
+    errors = Errors()
+    values = decode(fields, MakeCallRequest, errors)
+    message, voice, language = values.get("message"), values.get("voice"), values.get("language")
+    if values.get("url") is not None and (message or voice or language):
+        errors.error("url", "cannot be combined with message, voice or language")
+    segment = twiml.message_segment(errors, "message", message) if message is not None else None
+    twiml.check_voice_options(errors, voice, language)
+    to = parse_number(errors, "to", values.get("to"), settings)
+    parse_number(errors, "from", values.get("from_"), None)
+    errors.check()
+    body = MakeCallRequest(**values)
     assert to is not None
-    sender = policy.call_sender(raw_from, settings)
+    sender = policy.call_sender(body.from_, settings)
     policy.check_destination(to, settings, "call")
-    if url is not None:
-        policy.check_twiml_url(url, settings)
+    if body.url is not None:
+        policy.check_twiml_url(body.url, settings)
+        return CallRequest(to=to, from_number=sender, twiml_url=body.url)
     if segment is not None and segment.kind == "play":
         policy.check_twiml_url(segment.value, settings, field="message")
-    if url is None:
-        query = {"message": message, "voice": voice, "language": language}
-        url = function_url(settings, TWIML_ROUTE, {k: v for k, v in query.items() if v})
+    query = {"message": body.message, "voice": body.voice, "language": body.language}
+    url = function_url(settings, TWIML_ROUTE, {k: v for k, v in query.items() if v})
+    _check_twiml_url_renders(url, settings)
     return CallRequest(to=to, from_number=sender, twiml_url=url)
+
+
+def _check_twiml_url_renders(url: str, settings: Settings) -> None:
+    """What our TwiML route will answer for `url`, checked now: too long a URL or a
+    document Twilio cannot parse would only give the callee Twilio's application error."""
+    errors = Errors()
+    if len(url) > MAX_TWIML_URL_LENGTH:
+        errors.error(
+            "message",
+            f"is too long once encoded in the TwiML URL ({len(url)} of "
+            f"{MAX_TWIML_URL_LENGTH} characters); shorten it",
+        )
+        errors.check()
+    params = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    speech = twiml.speech_from_params(
+        params, settings.twiml_default_message, settings.twiml_default_voice
+    )
+    twiml.render(speech)  # raises if the document could not be built
 
 
 def place_call(

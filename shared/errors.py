@@ -1,4 +1,4 @@
-"""The one exception family handlers raise; responses.py turns it into problem+json."""
+"""The one exception family handlers raise; shared/http_io.py turns it into problem+json."""
 
 from __future__ import annotations
 
@@ -50,14 +50,36 @@ class ValidationFailed(BadRequest):
         )
 
 
+REALM = 'Bearer realm="twilio-functions"'
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """Text that may quote a caller's input (a token's `kid`), safe in a header's quoted
+    string: printable ASCII only (no CR/LF), no quotes or backslashes, bounded."""
+    kept = "".join(c for c in text if " " <= c <= "~")
+    return kept.replace("\\", "/").replace('"', "'")[:limit]
+
+
+def bearer_challenge(error: str | None = None, description: str | None = None) -> str:
+    """A WWW-Authenticate value (RFC 6750)."""
+    challenge = REALM
+    if error:
+        challenge += f', error="{error}"'
+    if description:
+        challenge += f', error_description="{printable(description)}"'
+    return challenge
+
+
 class Unauthorized(AppError):
     """No or bad credentials: 401 with a WWW-Authenticate challenge (RFC 6750)."""
 
     status_code = HTTPStatus.UNAUTHORIZED
     problem_type = "urn:twilio-functions:problem:unauthorized"
 
-    def __init__(self, detail: str, challenge: str) -> None:
-        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+    def __init__(
+        self, detail: str, challenge: str = REALM, *, rule: str = "authentication"
+    ) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": challenge}, extra={"rule": rule})
 
 
 class Forbidden(AppError):

@@ -13,8 +13,7 @@ from typing import Any
 import azure.functions as func
 import jwt
 
-from shared.caller import REALM
-from shared.errors import ServiceUnavailable, Unauthorized
+from shared.errors import ServiceUnavailable, Unauthorized, bearer_challenge, printable
 from shared.settings import Settings
 
 JWKS_CACHE_SECONDS = 300
@@ -26,7 +25,7 @@ def verify_bearer_token(req: func.HttpRequest, settings: Settings) -> dict[str, 
     jwks_url = settings.require("JWT_JWKS_URL")
     scheme, _, token = req.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("A bearer token is required.", REALM)
+        raise Unauthorized("A bearer token is required.", rule="bearer-token")
     try:
         key = _jwks(jwks_url).get_signing_key_from_jwt(token.strip())
         claims: dict[str, Any] = jwt.decode(
@@ -41,10 +40,13 @@ def verify_bearer_token(req: func.HttpRequest, settings: Settings) -> dict[str, 
     except jwt.PyJWKClientConnectionError as exc:
         raise ServiceUnavailable("The identity provider's keys cannot be fetched.") from exc
     except (jwt.InvalidTokenError, jwt.PyJWKClientError) as exc:
-        description = str(exc).replace('"', "'")
+        # The message can quote the token's own header (an unknown `kid`): it is cleaned
+        # before it goes into a header or a body.
+        description = printable(str(exc))
         raise Unauthorized(
             f"The bearer token is not valid: {description}",
-            f'{REALM}, error="invalid_token", error_description="{description}"',
+            bearer_challenge("invalid_token", description),
+            rule="bearer-token",
         ) from None
     return claims
 

@@ -17,11 +17,7 @@ from shared.settings import Settings
 from shared.store import Store, StoreUnavailable
 from shared.twilio_client import with_rate_limit_retry
 from shared.urls import parse_public_url
-from shared.validation import FieldReader
-
-MAX_BODY_CHARACTERS = 1600  # Twilio's limit for one message body
-MAX_MEDIA = 10  # Twilio's limit of media per MMS
-_FIELDS = ("to", "body", "from", "mediaUrl")
+from shared.validation import Errors, decode
 
 if TYPE_CHECKING:
     from twilio.rest import Client
@@ -39,23 +35,26 @@ class SmsRequest:
 
 def parse_sms_request(fields: Mapping[str, Any], settings: Settings) -> SmsRequest:
     """Validate every field (all errors at once), then the destination and sender policy."""
-    reader = FieldReader(fields, _FIELDS)
-    raw_to = reader.text("to", required=True, max_length=64)
-    body = reader.text("body", max_length=MAX_BODY_CHARACTERS)
-    raw_from = reader.text("from", max_length=64)
-    media = reader.text_list("mediaUrl", max_items=MAX_MEDIA, max_length=2048)
-    if body is None and not media and "body" not in {e["field"] for e in reader.errors}:
-        reader.error("body", "is required unless mediaUrl is given")
+    from shared.shapes import SendSmsRequest  # msgspec only where a body is parsed
+
+    errors = Errors()
+    values = decode(fields, SendSmsRequest, errors)
+    raw_media = values.get("mediaUrl")
+    media = (raw_media,) if isinstance(raw_media, str) else tuple(raw_media or ())
+    if values.get("body") is None and not media and not errors.has("body"):
+        errors.error("body", "is required unless mediaUrl is given")
     if any(parse_public_url(url, schemes=("http", "https")) is None for url in media):
-        reader.error("mediaUrl", "must be http(s) URLs without user info, backslashes or spaces")
-    to = parse_number(reader, "to", raw_to, settings)
+        errors.error("mediaUrl", "must be http(s) URLs without user info, backslashes or spaces")
+    to = parse_number(errors, "to", values.get("to"), settings)
+    raw_from = values.get("from_")
     if raw_from is not None and not raw_from.startswith("MG"):
-        parse_number(reader, "from", raw_from, None)
-    reader.check()
+        parse_number(errors, "from", raw_from, None)
+    errors.check()
+    body = SendSmsRequest(**values)
     assert to is not None
-    sender = policy.sms_sender(raw_from, settings)
+    sender = policy.sms_sender(body.from_, settings)
     policy.check_destination(to, settings, "sms")
-    return SmsRequest(to=to, body=body, sender=sender, media_urls=media)
+    return SmsRequest(to=to, body=body.body, sender=sender, media_urls=media)
 
 
 def send_sms(
@@ -117,7 +116,7 @@ def _remember_opt_out(store: Store, number: str) -> None:
 
 
 def parse_number(
-    reader: FieldReader, field: str, raw: str | None, settings: Settings | None
+    errors: Errors, field: str, raw: str | None, settings: Settings | None
 ) -> PhoneNumber | None:
     """E.164 for `raw`, recording a field error instead of raising."""
     if raw is None:
@@ -125,7 +124,7 @@ def parse_number(
     try:
         return to_e164(raw, settings.default_region if settings else None)
     except InvalidPhoneNumber as exc:
-        reader.error(field, str(exc))
+        errors.error(field, str(exc))
         return None
 
 

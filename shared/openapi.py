@@ -12,7 +12,6 @@ from typing import Any
 from shared import twiml
 from shared.broadcasts import MAX_PAGE
 from shared.idempotency import KEY_HEADER, MAX_KEY_LENGTH
-from shared.messaging import MAX_BODY_CHARACTERS, MAX_MEDIA
 from shared.settings import Settings
 
 PROBLEM = "application/problem+json"
@@ -342,11 +341,22 @@ def _security_schemes(settings: Settings) -> dict[str, Any]:
 
 
 def _schemas() -> dict[str, Any]:
-    phone = {
-        "type": "string",
-        "pattern": "^\\+[1-9][0-9]{6,14}$",
-        "description": "E.164, e.g. +14155550100 (national formats too when DEFAULT_REGION is set)",
-    }
+    return {**_request_schemas(), **_response_schemas()}
+
+
+def _request_schemas() -> dict[str, Any]:
+    """From the declarations the routes validate with (shared/shapes.py): one source."""
+    import msgspec
+
+    from shared.shapes import REQUESTS
+
+    _, components = msgspec.json.schema_components(
+        REQUESTS, ref_template="#/components/schemas/{name}"
+    )
+    return components
+
+
+def _response_schemas() -> dict[str, Any]:
     nullable_string = {"type": ["string", "null"]}
     return {
         "Problem": {
@@ -369,51 +379,6 @@ def _schemas() -> dict[str, Any]:
                 "twilioCode": {"type": "integer"},
                 "setting": {"type": "string"},
                 "limit": {"enum": ["destination", "caller", "global"]},
-            },
-        },
-        "SendSmsRequest": {
-            "type": "object",
-            "required": ["to"],
-            "additionalProperties": False,
-            "properties": {
-                "to": phone,
-                "body": {
-                    "type": "string",
-                    "maxLength": MAX_BODY_CHARACTERS,
-                    "description": "Required unless mediaUrl",
-                },
-                "from": {
-                    "type": "string",
-                    "maxLength": 64,
-                    "description": "One of the allowed senders",
-                },
-                "mediaUrl": {
-                    "oneOf": [
-                        {"type": "string", "format": "uri"},
-                        {
-                            "type": "array",
-                            "items": {"type": "string", "format": "uri"},
-                            "maxItems": MAX_MEDIA,
-                        },
-                    ]
-                },
-            },
-        },
-        "MakeCallRequest": {
-            "type": "object",
-            "required": ["to"],
-            "additionalProperties": False,
-            "properties": {
-                "to": phone,
-                "from": {"type": "string", "maxLength": 64},
-                "message": {"type": "string", "maxLength": twiml.MAX_SAY_CHARACTERS},
-                "voice": {"type": "string", "maxLength": 80},
-                "language": {"type": "string", "maxLength": 35},
-                "url": {
-                    "type": "string",
-                    "format": "uri",
-                    "description": "https, on an allowed host",
-                },
             },
         },
         "SmsResult": {
@@ -461,16 +426,6 @@ def _schemas() -> dict[str, Any]:
                         },
                     },
                 },
-            },
-        },
-        "BroadcastRequest": {
-            "type": "object",
-            "required": ["to", "body"],
-            "additionalProperties": False,
-            "properties": {
-                "to": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                "body": {"type": "string", "minLength": 1, "maxLength": MAX_BODY_CHARACTERS},
-                "from": {"type": "string", "maxLength": 64},
             },
         },
         "BroadcastAccepted": {

@@ -15,7 +15,7 @@ from typing import Literal
 from twilio.twiml.voice_response import VoiceResponse
 
 from shared.urls import parse_public_url
-from shared.validation import FieldReader
+from shared.validation import Errors
 
 MAX_SAY_CHARACTERS = 4096  # Twilio's limit for the text of one <Say>
 MAX_SEGMENTS = 20
@@ -23,7 +23,9 @@ MAX_LOOP = 10
 _BASIC_VOICES = frozenset({"man", "woman", "alice"})
 _NAMED_VOICE = re.compile(r"(Polly|Google)\.[A-Za-z0-9_.-]{1,64}")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}")
-_INDEXED_MESSAGE = re.compile(r"Message\[(\d{1,2})\]")
+_INDEXED_MESSAGE = re.compile(r"Message\[([0-9]{1,2})\]")
+_LOOP = re.compile(r"[0-9]{1,2}")  # ASCII digits: str.isdigit() also takes "²"
+_NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class Speech:
     loop: int = 1
 
 
-def check_voice_options(reader: FieldReader, voice: str | None, language: str | None) -> None:
+def check_voice_options(reader: Errors, voice: str | None, language: str | None) -> None:
     if voice is not None and voice not in _BASIC_VOICES and not _NAMED_VOICE.fullmatch(voice):
         reader.error("voice", "must be man, woman, alice, Polly.<Name> or Google.<name>")
     if language is not None and not _LANGUAGE.fullmatch(language):
@@ -54,7 +56,7 @@ def speech_from_params(
     indexed = sorted(
         (int(match.group(1)), key) for key in params if (match := _INDEXED_MESSAGE.fullmatch(key))
     )
-    reader = FieldReader({}, ())
+    reader = Errors()
     if indexed and "message" in params:
         reader.error("message", "cannot be combined with Message[n]")
     if len(indexed) > MAX_SEGMENTS:
@@ -76,7 +78,7 @@ def played_urls(speech: Speech) -> list[str]:
     return [segment.value for segment in speech.segments if segment.kind == "play"]
 
 
-def message_segment(reader: FieldReader, field: str, text: str) -> Segment:
+def message_segment(reader: Errors, field: str, text: str) -> Segment:
     """One message as MakeCall and TwiML read it: a URL is played, other text spoken."""
     return _segment(field, text, reader)
 
@@ -92,11 +94,14 @@ def render(speech: Speech) -> str:
     return str(response)
 
 
-def _segment(field: str, text: str, reader: FieldReader) -> Segment:
+def _segment(field: str, text: str, reader: Errors) -> Segment:
     if not text.strip():
         reader.error(field, "must not be empty")
     elif len(text) > MAX_SAY_CHARACTERS:
         reader.error(field, f"must be at most {MAX_SAY_CHARACTERS} characters")
+    elif _NOT_IN_XML.search(text):
+        # XML 1.0 cannot carry these even escaped: Twilio would fail to parse the document.
+        reader.error(field, "must not contain control characters")
     if text.startswith(("http://", "https://")):
         if parse_public_url(text, schemes=("http", "https")) is None:
             reader.error(field, "is not a valid URL")
@@ -104,10 +109,10 @@ def _segment(field: str, text: str, reader: FieldReader) -> Segment:
     return Segment("say", text)
 
 
-def _loop(raw: str | None, reader: FieldReader) -> int:
+def _loop(raw: str | None, reader: Errors) -> int:
     if raw is None:
         return 1
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LOOP:
+    if not _LOOP.fullmatch(raw) or not 1 <= int(raw) <= MAX_LOOP:
         reader.error("loop", f"must be a whole number from 1 to {MAX_LOOP}")
         return 1
     return int(raw)

@@ -1,56 +1,87 @@
-"""Field-by-field validation that reports every bad field at once."""
+"""Validation that reports every bad field at once.
+
+Request bodies are declared once, as msgspec Structs (shared/shapes.py): `decode` checks a
+parsed body against one, field by field so that every error is listed, and the OpenAPI
+schemas come from the same declarations. `Errors` collects what the semantic checks
+(E.164, policy inputs, TwiML parameters) find on top.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import ValidationFailed
 
+if TYPE_CHECKING:
+    import msgspec
 
-class FieldReader:
-    """Reads typed fields from a parsed body, collecting errors instead of stopping."""
 
-    def __init__(self, data: Mapping[str, Any], allowed: Iterable[str]) -> None:
-        self._data = data
-        self.errors: list[dict[str, str]] = [
-            {"field": name, "message": "is not a known field"}
-            for name in sorted(set(data) - set(allowed))
-        ]
+class Errors:
+    """Field errors collected while checking, raised together by `check`."""
+
+    def __init__(self) -> None:
+        self.found: list[dict[str, str]] = []
 
     def error(self, field: str, message: str) -> None:
-        self.errors.append({"field": field, "message": message})
+        self.found.append({"field": field, "message": message})
 
-    def text(self, field: str, *, required: bool = False, max_length: int) -> str | None:
-        value = self._data.get(field)
-        if value is None or value == "":
-            if required:
-                self.error(field, "is required")
-            return None
-        if not isinstance(value, str):
-            self.error(field, "must be a string")
-            return None
-        if len(value) > max_length:
-            self.error(field, f"must be at most {max_length} characters")
-            return None
-        return value
-
-    def text_list(self, field: str, *, max_items: int, max_length: int) -> tuple[str, ...]:
-        value = self._data.get(field)
-        if value is None:
-            return ()
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            self.error(field, "must be a string or a list of strings")
-            return ()
-        if len(items) > max_items:
-            self.error(field, f"must have at most {max_items} items")
-            return ()
-        if any(len(item) > max_length for item in items):
-            self.error(field, f"items must be at most {max_length} characters")
-            return ()
-        return tuple(items)
+    def has(self, field: str) -> bool:
+        return any(error["field"] == field for error in self.found)
 
     def check(self) -> None:
-        if self.errors:
-            raise ValidationFailed(self.errors)
+        if self.found:
+            raise ValidationFailed(self.found)
+
+
+def decode(
+    fields: Mapping[str, Any], shape: type[msgspec.Struct], errors: Errors
+) -> dict[str, Any]:
+    """The fields of `shape` that are valid, by attribute name; every problem (unknown,
+    missing, wrong type, too long) is recorded in `errors`, so that checks on the valid
+    fields can go on and report theirs too. Build the shape once `errors.check()` passed.
+    An empty string counts as absent: a form cannot leave a field out as cleanly as JSON."""
+    import msgspec  # here, not at import: it stays off the cold TwiML path
+
+    declared = {field.encode_name: field for field in msgspec.structs.fields(shape)}
+    for name in sorted(set(fields) - set(declared)):
+        errors.error(name, "is not a known field")
+    values: dict[str, Any] = {}
+    for name, field in declared.items():
+        value = fields.get(name)
+        if value is None or value == "":
+            if field.required:
+                errors.error(name, "is required")
+            continue
+        try:
+            values[field.name] = msgspec.convert(value, type=field.type)
+        except msgspec.ValidationError as exc:
+            errors.error(name, _message(str(exc)))
+    return values
+
+
+_ITEM = r" - at `\$\[\d+\]`"  # msgspec's suffix for an error in a list item
+_MESSAGES = [
+    (r"Expected `(?:str|array)` of length >= 1", "must not be empty"),
+    (r"Expected `str` of length <= (\d+)", "must be at most {} characters"),
+    (r"Expected `str` of length >= (\d+)", "must be at least {} characters"),
+    (rf"Expected `str` of length <= (\d+){_ITEM}", "items must be at most {} characters"),
+    (r"Expected `array` of length <= (\d+)", "must have at most {} items"),
+    (r"Expected `array` of length >= (\d+)", "must have at least {} items"),
+    (r"Expected `str`, got `\w+`", "must be a string"),
+    (rf"Expected `str`, got `\w+`{_ITEM}", "items must be strings"),
+    (r"Expected `array`, got `\w+`", "must be a list"),
+    (r"Expected `str \| array`, got `\w+`", "must be a string or a list of strings"),
+]
+_PATTERNS = [(re.compile(pattern), message) for pattern, message in _MESSAGES]
+
+
+def _message(text: str) -> str:
+    """msgspec's wording, said the way the rest of the API says it."""
+    text = text.replace(" | null`", "`")  # absent is always allowed for optional fields
+    for pattern, message in _PATTERNS:
+        match = pattern.fullmatch(text)
+        if match:
+            return message.format(*match.groups())
+    return text

@@ -16,6 +16,7 @@ import azure.functions as func
 from twilio.request_validator import RequestValidator
 
 from shared.errors import Forbidden
+from shared.http_io import WEBHOOK_MAX_BYTES, check_body_size
 from shared.settings import Settings
 
 ROUTE_PREFIX = "api"  # must match extensions.http.routePrefix in host.json
@@ -39,7 +40,9 @@ def public_url(req: func.HttpRequest, settings: Settings) -> str:
 
 
 def verify_twilio_request(req: func.HttpRequest, settings: Settings) -> None:
-    """Raise Forbidden unless X-Twilio-Signature matches this request."""
+    """Raise Forbidden unless X-Twilio-Signature matches this request. The body's size is
+    checked first: an anonymous caller must not get a large body parsed and hashed."""
+    check_body_size(req, WEBHOOK_MAX_BYTES)
     if not settings.validate_signatures:
         logger.warning("Twilio signature validation is OFF (TWILIO_VALIDATE_SIGNATURES=false)")
         return

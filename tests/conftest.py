@@ -26,7 +26,7 @@ from devhost.sandbox import SandboxConfig, create_sandbox_app
 from devhost.serving import BackgroundServer
 from shared.clock import use_clock
 from shared.settings import get_settings
-from shared.store import _store_for
+from shared.state import _store_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_SID = "AC" + "0" * 32

@@ -283,3 +283,16 @@ def test_identities_switch_the_host_auth_level_off_for_mobile_routes() -> None:
     assert {name: levels["jwt"][name] for name in mobile} == dict.fromkeys(mobile, "anonymous")
     for name in ("TwiML", "StatusCallback", "Health", "OpenApi"):
         assert levels["function-key"][name] == levels["jwt"][name] == "anonymous"
+
+
+@pytest.mark.parametrize("kid", ["a\r\nX-Injected: 1", 'quote" and \\ backslash', "é\u2028\x00"])
+def test_a_hostile_key_id_cannot_break_the_challenge(
+    functions: dict[str, Handler], jwt_env: SetEnv, kid: str
+) -> None:
+    response = send(functions, token(kid=kid))
+    challenge = response.headers["WWW-Authenticate"]
+    assert response.status_code == 401
+    assert all(" " <= c <= "~" for c in challenge), challenge
+    assert challenge.count('"') == 6  # realm, error and description, each quoted once
+    assert body_of(response)["rule"] == "bearer-token"
+    assert all(" " <= c <= "~" for c in body_of(response)["detail"])

@@ -10,7 +10,7 @@ import pytest
 
 from shared.idempotency import request_fingerprint
 from shared.settings import get_settings
-from shared.store import get_store
+from shared.state import get_store
 from tests.conftest import (
     PUBLIC_BASE_URL,
     VALID_TO,

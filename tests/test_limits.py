@@ -12,8 +12,9 @@ import pytest
 
 from shared.errors import AppError
 from shared.limits import SLOTS, enforce_limits
+from shared.memory_store import MemoryStore
 from shared.settings import Settings, load_settings
-from shared.store import MemoryStore, Store
+from shared.store import Store
 from shared.table_store import TableStore
 from tests.conftest import (
     PUBLIC_BASE_URL,

@@ -129,7 +129,7 @@ def test_call_callbacks(handlers: dict[str, Handler]) -> None:
         }
         assert post_callback(handlers, form).status_code == 204
     from shared.settings import get_settings
-    from shared.store import get_store
+    from shared.state import get_store
 
     record = get_store(get_settings()).delivery("call", CALL_SID)
     assert record is not None

@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 
 from shared.delivery_status import Delivery, StatusEvent, advance, claim
-from shared.store import BroadcastRecord, MemoryStore, Slots, Store, StoredResponse
+from shared.memory_store import MemoryStore
+from shared.store import BroadcastRecord, Slots, Store, StoredResponse
 from shared.table_store import TableStore
 from tests.conftest import Azurite, table_prefix
 

@@ -1,0 +1,122 @@
+"""The Store in this process's memory: for the local host and tests (one process only)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from shared.delivery_status import Delivery, Kind
+from shared.store import (
+    BroadcastRecord,
+    Claim,
+    IdempotencyRecord,
+    Slots,
+    StoredResponse,
+    decide_claim,
+)
+
+
+class MemoryStore:
+    """Everything in this process's memory: for the local host and tests."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._deliveries: dict[tuple[str, str], Delivery] = {}
+        self._keys: dict[tuple[str, str], IdempotencyRecord] = {}
+        self._counters: dict[str, Slots] = {}
+        self._opt_outs: set[str] = set()
+        self._broadcasts: dict[str, BroadcastRecord] = {}
+        self._chunks: dict[tuple[str, int], list[str]] = {}
+        self._results: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def delivery(self, kind: Kind, sid: str) -> Delivery | None:
+        with self._lock:
+            return self._deliveries.get((kind, sid))
+
+    def update_delivery(
+        self, kind: Kind, sid: str, change: Callable[[Delivery | None], Delivery | None]
+    ) -> Delivery | None:
+        with self._lock:
+            current = self._deliveries.get((kind, sid))
+            updated = change(current)
+            if updated is not None:
+                self._deliveries[(kind, sid)] = updated
+            return updated or current
+
+    def claim_key(
+        self, scope: str, key: str, fingerprint: str, now: float, ttl: float, lease: float
+    ) -> Claim:
+        with self._lock:
+            record = self._keys.get((scope, key))
+            state = decide_claim(record, fingerprint, now)
+            if state == "new":
+                self._keys[(scope, key)] = IdempotencyRecord(fingerprint, now + ttl, now + lease)
+            return Claim(state, record.response if record and state == "done" else None)
+
+    def finish_key(self, scope: str, key: str, response: StoredResponse) -> None:
+        with self._lock:
+            record = self._keys[(scope, key)]
+            self._keys[(scope, key)] = replace(record, response=response)
+
+    def release_key(self, scope: str, key: str) -> None:
+        with self._lock:
+            self._keys.pop((scope, key), None)
+
+    def update_counter(self, counter: str, change: Callable[[Slots], Slots | None]) -> None:
+        with self._lock:
+            updated = change(dict(self._counters.get(counter, {})))
+            if updated is not None:
+                self._counters[counter] = dict(updated)
+
+    def add_opt_out(self, number: str) -> None:
+        with self._lock:
+            self._opt_outs.add(number)
+
+    def is_opted_out(self, number: str) -> bool:
+        with self._lock:
+            return number in self._opt_outs
+
+    def create_broadcast(self, record: BroadcastRecord) -> bool:
+        with self._lock:
+            if record.id in self._broadcasts:
+                return False
+            self._broadcasts[record.id] = record
+            return True
+
+    def add_broadcast_chunks(self, broadcast_id: str, chunks: list[list[str]]) -> None:
+        with self._lock:
+            for index, chunk in enumerate(chunks):
+                self._chunks[(broadcast_id, index)] = list(chunk)
+
+    def forget_broadcast(self, broadcast_id: str) -> None:
+        with self._lock:
+            self._broadcasts.pop(broadcast_id, None)
+
+    def broadcast(self, broadcast_id: str) -> BroadcastRecord | None:
+        with self._lock:
+            return self._broadcasts.get(broadcast_id)
+
+    def broadcast_chunk(self, broadcast_id: str, chunk: int) -> list[str]:
+        with self._lock:
+            return list(self._chunks.get((broadcast_id, chunk), []))
+
+    def cancel_broadcast(self, broadcast_id: str) -> bool:
+        with self._lock:
+            record = self._broadcasts.get(broadcast_id)
+            if record is None:
+                return False
+            self._broadcasts[broadcast_id] = replace(record, cancelled=True)
+            return True
+
+    def record_recipient_result(
+        self, broadcast_id: str, index: int, result: dict[str, Any]
+    ) -> None:
+        with self._lock:
+            self._results[(broadcast_id, index)] = dict(result)
+
+    def recipient_results(self, broadcast_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
+        with self._lock:
+            found = (self._results.get((broadcast_id, i)) for i in range(offset, offset + limit))
+            return [dict(result) for result in found if result is not None]

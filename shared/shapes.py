@@ -1,0 +1,95 @@
+"""The request bodies of the mobile routes, declared once.
+
+Validation (shared/validation.py `decode`) and the OpenAPI document (shared/openapi.py)
+both come from these declarations, so the document cannot drift from the code. What a
+type cannot say (E.164, allowed senders, URL rules, "body unless mediaUrl") is checked
+by the use cases, which report it in the same error list.
+
+Imported only where a body is parsed or the document built: msgspec stays off the cold
+TwiML path.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from shared.twiml import MAX_SAY_CHARACTERS
+from shared.urls import MAX_URL_LENGTH
+
+MAX_BODY_CHARACTERS = 1600  # Twilio's limit for one message body
+MAX_MEDIA = 10  # Twilio's limit of media per MMS
+MAX_NUMBER_LENGTH = 64  # room for a national format with spaces; E.164 itself is ≤ 16
+MAX_RECIPIENTS = 100_000  # BROADCAST_MAX_RECIPIENTS may lower it, never raise it
+
+Number = Annotated[
+    str,
+    Meta(
+        max_length=MAX_NUMBER_LENGTH,
+        description="E.164, e.g. +14155550100 (national formats when DEFAULT_REGION is set)",
+        examples=["+14155550100"],
+    ),
+]
+Sender = Annotated[
+    str,
+    Meta(max_length=MAX_NUMBER_LENGTH, description="One of the allowed senders (number or MG…)"),
+]
+Url = Annotated[str, Meta(max_length=MAX_URL_LENGTH)]
+
+
+class SendSmsRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    to: Number
+    body: (
+        Annotated[str, Meta(max_length=MAX_BODY_CHARACTERS, description="Required unless mediaUrl")]
+        | None
+    ) = None
+    from_: Sender | None = msgspec.field(default=None, name="from")
+    mediaUrl: Url | Annotated[list[Url], Meta(max_length=MAX_MEDIA)] | None = None
+
+
+class MakeCallRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    to: Number
+    from_: Sender | None = msgspec.field(default=None, name="from")
+    message: (
+        Annotated[
+            str,
+            Meta(
+                max_length=MAX_SAY_CHARACTERS,
+                description="Spoken, or an https URL on an allowed host to play",
+            ),
+        ]
+        | None
+    ) = None
+    voice: (
+        Annotated[str, Meta(max_length=80, description="man, woman, Polly.<Name> or Google.<name>")]
+        | None
+    ) = None
+    language: (
+        Annotated[str, Meta(max_length=35, description="A language tag such as en-US")] | None
+    ) = None
+    url: (
+        Annotated[
+            str,
+            Meta(
+                max_length=MAX_URL_LENGTH,
+                description="Your TwiML: https, on a host in TWIML_ALLOWED_HOSTS",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class BroadcastRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    to: Annotated[
+        list[Number],
+        Meta(
+            min_length=1, max_length=MAX_RECIPIENTS, description="At most BROADCAST_MAX_RECIPIENTS"
+        ),
+    ]
+    body: Annotated[str, Meta(min_length=1, max_length=MAX_BODY_CHARACTERS)]
+    from_: Sender | None = msgspec.field(default=None, name="from")
+
+
+REQUESTS: tuple[type[msgspec.Struct], ...] = (SendSmsRequest, MakeCallRequest, BroadcastRequest)
