@@ -7,6 +7,9 @@ reported, never judged: the exit status is non-zero only when a benchmark itself
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
+import inspect
 import os
 import platform
 import sys
@@ -80,9 +83,17 @@ def _functions() -> dict[str, Any]:
     if not _INDEXED:  # get_functions() may run once per process
         import function_app
 
+        loop = asyncio.new_event_loop()  # async handlers (TwiML) run on one loop, as the worker's
         for function in function_app.app.get_functions():
-            _INDEXED[str(function.get_function_name())] = function.get_user_function()
+            user_function = function.get_user_function()
+            if inspect.iscoroutinefunction(user_function):
+                user_function = functools.partial(_run_on, loop, user_function)
+            _INDEXED[str(function.get_function_name())] = user_function
     return _INDEXED
+
+
+def _run_on(loop: asyncio.AbstractEventLoop, function: Any, *args: Any) -> Any:
+    return loop.run_until_complete(function(*args))
 
 
 def _machine() -> dict[str, str]:

@@ -44,13 +44,13 @@ app.get_functions()
 """
 
 OURS_WITHOUT_WORKER = """
-import json, sys
+import asyncio, json, sys
 import azure.functions as func
 import function_app
 functions = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
 url, signature, form = sys.argv[1], sys.argv[2], sys.argv[3]
-twiml = functions["TwiML"](func.HttpRequest("POST", url, body=form.encode(), headers={
-    "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}))
+twiml = asyncio.run(functions["TwiML"](func.HttpRequest("POST", url, body=form.encode(), headers={
+    "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature})))
 assert twiml.status_code == 200, twiml.get_body()
 if len(sys.argv) > 4:
     sms = functions["SendSms"](func.HttpRequest("POST", sys.argv[4], body=b'{"to": "+14155550100", "body": "hi"}',

@@ -105,6 +105,9 @@ class Settings:
     store_connection: Secret | None = None  # None: the in-memory store (one process only)
     store_table_prefix: str = "Twilio"
     store_fail_open: bool = False
+    store_connect_timeout: float = 2.0
+    store_read_timeout: float = 3.0
+    store_cooldown: float = 5.0  # after the store failed to answer, fail at once for this long
     limit_per_destination: Limit | None = Limit(5, 3600)
     limit_per_caller: Limit | None = Limit(30, 3600)
     limit_global: Limit | None = Limit(1000, 86400)
@@ -194,6 +197,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         or Settings.store_table_prefix,
         store_fail_open=env.choice("STATE_STORE_FAILURE_MODE", ("closed", "open"), "closed")
         == "open",
+        store_connect_timeout=env.number(
+            "STATE_STORE_CONNECT_TIMEOUT_SECONDS", 2.0, low=0.1, high=30
+        ),
+        store_read_timeout=env.number("STATE_STORE_READ_TIMEOUT_SECONDS", 3.0, low=0.1, high=60),
+        store_cooldown=env.number("STATE_STORE_COOLDOWN_SECONDS", 5.0, low=0, high=300),
         limit_per_destination=env.limit("LIMIT_PER_DESTINATION", Settings.limit_per_destination),
         limit_per_caller=env.limit("LIMIT_PER_CALLER", Settings.limit_per_caller),
         limit_global=env.limit("LIMIT_GLOBAL", Settings.limit_global),

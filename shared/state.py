@@ -28,4 +28,10 @@ def _store_for(settings: Settings) -> Store:
         return MemoryStore()
     from shared.table_store import TableStore  # azure-data-tables only where it is used
 
-    return TableStore(settings.store_connection.reveal(), settings.store_table_prefix)
+    return TableStore(
+        settings.store_connection.reveal(),
+        settings.store_table_prefix,
+        connect_timeout=settings.store_connect_timeout,
+        read_timeout=settings.store_read_timeout,
+        cooldown=settings.store_cooldown,
+    )

@@ -49,42 +49,85 @@ _KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f]")
 
 def _available[**P, T](method: Callable[P, T]) -> Callable[P, T]:
     """Storage errors become StoreUnavailable (callers fail closed, never unlimited); a
-    table that vanished (deleted, or an emulator restarted empty) is created again."""
+    table that vanished (deleted, or an emulator restarted empty) is created again. After
+    the store failed to answer, calls fail at once for the store's cool-down: a hung
+    store must not hold every worker thread for a timeout each."""
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        store = args[0]
+        assert isinstance(store, TableStore)
+        store.breaker.before_call()
         for attempt in (1, 2):
             try:
-                return method(*args, **kwargs)
+                result = method(*args, **kwargs)
             except ResourceNotFoundError as exc:
                 if "TableNotFound" not in str(exc) or attempt == 2:
                     raise
-                store = args[0]
-                assert isinstance(store, TableStore)
                 store.forget_tables()
+                continue
             except (ResourceExistsError, ResourceModifiedError):
                 raise
             except HttpResponseError as exc:
                 if exc.status_code is not None and exc.status_code < 500 and exc.status_code != 408:
                     raise
+                store.breaker.failed()
                 raise StoreUnavailable() from exc
-            except AzureError as exc:
+            except AzureError as exc:  # timeouts and connection failures
+                store.breaker.failed()
                 raise StoreUnavailable() from exc
+            store.breaker.succeeded()
+            return result
         raise AssertionError("unreachable")
 
     return wrapper
 
 
+class Breaker:
+    """Open for `cooldown` seconds after a failure; then one call at a time may try."""
+
+    def __init__(self, cooldown: float) -> None:
+        self._cooldown = cooldown
+        self._open_until = 0.0
+        self._lock = threading.Lock()
+
+    def before_call(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now < self._open_until:
+                raise StoreUnavailable()
+            if self._open_until:  # half open: this call probes, the others wait it out
+                self._open_until = now + self._cooldown
+
+    def failed(self) -> None:
+        with self._lock:
+            self._open_until = time.monotonic() + self._cooldown
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self._open_until = 0.0
+
+
 class TableStore:
-    def __init__(self, connection_string: str, prefix: str) -> None:
-        # Fail fast: a request waiting on a dead store would only time out later.
+    def __init__(
+        self,
+        connection_string: str,
+        prefix: str,
+        *,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 3.0,
+        cooldown: float = 5.0,
+    ) -> None:
+        # Fail fast and without retries of our client's own: a request waiting on a
+        # dead store only holds a worker thread, and the caller retries anyway.
         self._service = TableServiceClient.from_connection_string(
-            connection_string, retry_total=1, retry_backoff_factor=0.1,
-            connection_timeout=3, read_timeout=5,
+            connection_string, retry_total=0,
+            connection_timeout=connect_timeout, read_timeout=read_timeout,
         )  # fmt: skip
         self._prefix = prefix
         self._tables: dict[str, TableClient] = {}
         self._lock = threading.Lock()
+        self.breaker = Breaker(cooldown)
 
     # Deliveries -------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
 import signal
@@ -130,8 +132,15 @@ def indexed() -> list[Any]:
 
 @pytest.fixture(scope="session")
 def functions(indexed: list[Any]) -> dict[str, Handler]:
-    """The user functions by name, called the documented way: build → get_user_function."""
-    return {f.get_function_name(): f.get_user_function() for f in indexed}
+    """The user functions by name, called the documented way: build → get_user_function.
+    Async ones (the worker runs them on its loop) are run to completion for the test."""
+    return {f.get_function_name(): _synchronous(f.get_user_function()) for f in indexed}
+
+
+def _synchronous(function: Callable[..., Any]) -> Callable[..., Any]:
+    if not inspect.iscoroutinefunction(function):
+        return function
+    return lambda *args, **kwargs: asyncio.run(function(*args, **kwargs))
 
 
 @dataclass

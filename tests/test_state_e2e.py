@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -122,7 +124,7 @@ def test_limits_hold_across_processes(two_hosts: list[DevHost], sandbox: Sandbox
 
 def test_store_outage_fails_closed_and_recovers(sandbox: Sandbox, tmp_path: Path) -> None:
     azurite = Azurite(tmp_path).start()
-    host = start_devhost(app_env(sandbox, azurite))
+    host = start_devhost(app_env(sandbox, azurite, STATE_STORE_COOLDOWN_SECONDS="2"))
     try:
         first = post(f"{host.url}/api/SendSms", {"to": VALID_TO, "body": "before"}, key="k0")
         assert first.status_code == 201
@@ -139,11 +141,56 @@ def test_store_outage_fails_closed_and_recovers(sandbox: Sandbox, tmp_path: Path
             }
         assert len(sandbox.requests()) == requests_before  # Twilio was never asked
         azurite.start()
-        again = post(f"{host.url}/api/SendSms", {"to": VALID_TO, "body": "during"}, key="k1")
+        # Within the cool-down the store is not even tried; then one request tries again.
+        started = time.monotonic()
+        while (
+            again := post(f"{host.url}/api/SendSms", {"to": VALID_TO, "body": "during"}, key="k1")
+        ).status_code == 503:
+            assert time.monotonic() - started < 10, host.log()
+            time.sleep(0.2)
         assert again.status_code == 201, host.log()
         assert len(sandbox.messages()) == 2
         kept = requests.get(f"{host.url}/api/messages/{first.json()['sid']}", timeout=10)
         assert (kept.status_code, kept.json()["sid"]) == (200, first.json()["sid"])
     finally:
+        host.stop()
+        azurite.stop()
+
+
+def test_a_hung_store_is_a_quick_503_and_twiml_keeps_answering(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    azurite = Azurite(tmp_path).start()
+    host = start_devhost(
+        app_env(
+            sandbox, azurite,
+            STATE_STORE_READ_TIMEOUT_SECONDS="1", STATE_STORE_COOLDOWN_SECONDS="30",
+            PYTHON_THREADPOOL_THREAD_COUNT="2",
+        )
+    )  # fmt: skip
+    try:
+        assert post(f"{host.url}/api/SendSms", {"to": VALID_TO, "body": "warm"}).status_code == 201
+        assert azurite.process is not None
+        azurite.process.send_signal(signal.SIGSTOP)  # paused: connections open, no answers
+        with ThreadPoolExecutor(6) as pool:
+            started = time.monotonic()
+            sends = [
+                pool.submit(post, f"{host.url}/api/SendSms", {"to": f"+1415555012{i}", "body": "x"})
+                for i in range(6)
+            ]
+            time.sleep(0.2)  # the sends now hold both worker threads
+            twiml_started = time.monotonic()
+            twiml = requests.get(f"{host.url}/api/TwiML?message=hi", timeout=10)
+            twiml_seconds = time.monotonic() - twiml_started
+            statuses = [future.result().status_code for future in sends]
+            sends_seconds = time.monotonic() - started
+        assert twiml.status_code == 403  # unsigned: answered, which is what counts here
+        assert twiml_seconds < 0.5, twiml_seconds
+        assert statuses == [503] * 6
+        # One read timeout (1 s) opened the breaker; the rest failed at once.
+        assert sends_seconds < 3.0, sends_seconds
+    finally:
+        if azurite.process is not None:
+            azurite.process.send_signal(signal.SIGCONT)
         host.stop()
         azurite.stop()
