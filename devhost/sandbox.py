@@ -8,8 +8,9 @@ the answer, and records what the callee would have heard.
 
 Unlike Twilio's test credentials it also posts signed status callbacks: messages go
 queued → sent → delivered, calls initiated → ringing → in-progress → completed after
-their TwiML is fetched. `GET /sandbox/messages/{sid}?wait=N` (and calls) waits until
-every callback of that SID has been answered, so tests need not poll.
+their TwiML is fetched. It only reaches loopback hosts (TwiML, callbacks) unless
+`reach_internet`. `GET /sandbox/messages/{sid}?wait=N` (and calls) waits until every
+callback of that SID has been answered, so tests need not poll.
 
 Sandbox-only magic numbers (not Twilio's) make failures reproducible: +15005550428 is
 rate limited (429) on the first try of each body, +15005550429 always, +15005550500 gets
@@ -23,6 +24,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import ipaddress
 import logging
 import uuid
 import xml.etree.ElementTree as ET
@@ -98,6 +100,22 @@ def segments(body: str) -> int:
     if units <= single:
         return 1
     return -(-units // multi)
+
+
+def may_reach(url: str, *, internet: bool = False) -> bool:
+    """Whether the sandbox may send to `url`: loopback only, unless `internet`.
+
+    The host is parsed, never prefix-matched: `127.attacker.example` is a public name.
+    """
+    if internet:
+        return True
+    host = (URL(url, encoded=True).host or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback  # 127.0.0.0/8 and ::1
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -323,8 +341,7 @@ class _Sandbox:
     # Internals ------------------------------------------------------------------------
 
     def _may_reach(self, url: str) -> bool:
-        host = URL(url, encoded=True).host or ""
-        return self.config.reach_internet or host in {"localhost", "::1"} or host.startswith("127.")
+        return may_reach(url, internet=self.config.reach_internet)
 
     async def _authorized_form(self, request: web.Request, resource: str) -> Any:
         form = await request.post()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import requests
 
-from devhost.sandbox import segments
+from devhost.sandbox import NOT_REACHED, may_reach, segments
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, VALID_TO, Sandbox
 
 CALLS = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
 
 
-def create_call(sandbox: Sandbox, **params: str) -> dict[str, object]:
+def create_call(sandbox: Sandbox, **params: str) -> dict[str, Any]:
     response = requests.post(
         f"{sandbox.url}{CALLS}",
         data={"To": VALID_TO, "From": "+15005550006", **params},
@@ -46,6 +48,34 @@ def test_inline_twiml_is_heard(sandbox: Sandbox) -> None:
 def test_unparseable_twiml_fails_with_12100(sandbox: Sandbox) -> None:
     call = create_call(sandbox, Twiml="<Response><Say>")
     assert (call["status"], call["error_code"]) == ("failed", 12100)
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("http://127.0.0.1:7071/api/TwiML", True),
+        ("http://127.8.9.10/x", True),
+        ("http://localhost:7071/api/StatusCallback", True),
+        ("http://LOCALHOST/x", True),
+        ("http://[::1]:7071/x", True),
+        ("http://127.attacker.example/twiml", False),
+        ("http://127.0.0.1.nip.io/twiml", False),
+        ("http://127.0.0.1@attacker.example/twiml", False),
+        ("http://localhost.attacker.example/x", False),
+        ("http://0.0.0.0:7071/x", False),
+        ("http://10.0.0.1/x", False),
+        ("http://[::2]/x", False),
+        ("https://functions.example.com/api/TwiML", False),
+    ],
+)
+def test_only_loopback_is_reached(url: str, allowed: bool) -> None:
+    assert may_reach(url) is allowed
+    assert may_reach(url, internet=True) is True
+
+
+def test_a_name_starting_with_127_is_not_fetched(sandbox: Sandbox) -> None:
+    call = create_call(sandbox, Url="http://127.attacker.example/twiml")
+    assert call["twiml_request"]["error"] == NOT_REACHED
 
 
 def test_wrong_account_is_404(sandbox: Sandbox) -> None:
