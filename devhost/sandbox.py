@@ -6,6 +6,11 @@ test-credential magic numbers, and for a created call does what Twilio does: fet
 the call's TwiML URL with Twilio's parameters and a valid X-Twilio-Signature, checks
 the answer, and records what the callee would have heard.
 
+It refuses what Twilio refuses: a `From` the account does not own (21606 for messages,
+21210 for calls), a Messaging Service it does not own (21701) or whose SID is malformed
+(21705). `SandboxConfig` says what the account owns; by default only +15005550006, the
+one sender Twilio's test credentials accept.
+
 Unlike Twilio's test credentials it also posts signed status callbacks: messages go
 queued → sent → delivered, calls initiated → ringing → in-progress → completed after
 their TwiML is fetched. It only reaches loopback hosts (TwiML, callbacks) unless
@@ -26,6 +31,7 @@ import binascii
 import contextlib
 import ipaddress
 import logging
+import re
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Coroutine
@@ -45,6 +51,9 @@ logger = logging.getLogger(__name__)
 API = "/2010-04-01/Accounts/{account}"
 TWILIO_TIMEOUT_SECONDS = 15  # how long Twilio waits for a TwiML document
 NOT_REACHED = "not sent: the sandbox only reaches 127.0.0.1 (python -m devhost --sandbox-internet)"
+TEST_SENDER = "+15005550006"  # the one From Twilio's test credentials accept
+# The spec's MessagingServiceSid pattern (CreateMessage).
+_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 
 # To-number magic for Messages and Calls: (status, code, message)
 _MESSAGE_TO_ERRORS = {
@@ -54,11 +63,23 @@ _MESSAGE_TO_ERRORS = {
     "+15005550004": (400, 21610, "Attempt to send to unsubscribed recipient"),
     "+15005550009": (400, 21614, "'To' number is not a valid mobile number"),
 }
+# Twilio's wording, as its API returns it (twilio-php#638, twilio-node#528).
+_SMS_SENDER_NOT_OWNED = (
+    "The From phone number {from_} is not a valid, SMS-capable inbound phone number or short "
+    "code for your account."
+)
+# Twilio's wording (quoted in lesleyornelas/Twilio-#34).
+_CALLER_NOT_OWNED = (
+    "The source phone number provided, {from_}, is not yet verified for your account. You may "
+    "only make calls from phone numbers that you've verified or purchased from Twilio."
+)
 _MESSAGE_FROM_ERRORS = {
     "+15005550001": (400, 21212, "The 'From' number {from_} is not a valid phone number."),
-    "+15005550007": (400, 21606, "The 'From' phone number provided is not owned by your account."),
+    "+15005550007": (400, 21606, _SMS_SENDER_NOT_OWNED),
+    # 21611 comes with HTTP 429, not 400 (scottswezey/twilio_magic_values messaging_test.exs,
+    # run against Twilio's test credentials).
     "+15005550008": (
-        400,
+        429,
         21611,
         "This 'From' number has exceeded the maximum number of queued messages.",
     ),
@@ -126,6 +147,9 @@ class SandboxConfig:
     slow_seconds: float = 5.0
     # Off by default so tests and CI never send traffic beyond this machine.
     reach_internet: bool = False
+    # The numbers and Messaging Services the account owns; any other sender is refused.
+    owned_numbers: frozenset[str] = frozenset({TEST_SENDER})
+    messaging_services: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -186,21 +210,10 @@ class _Sandbox:
     async def create_message(self, request: web.Request) -> web.Response:
         try:
             form = await self._authorized_form(request, "Messages")
-            to, from_ = form.get("To", ""), form.get("From", "")
+            self._check_message(form)
+            to, from_ = form["To"], form.get("From", "")
             body, media = form.get("Body", ""), form.getall("MediaUrl", [])
             service = form.get("MessagingServiceSid", "")
-            if not to:
-                raise TwilioError(400, 21604, "A 'To' phone number is required.")
-            if not (from_ or service):
-                raise TwilioError(400, 21603, "A 'From' phone number is required.")
-            if not (body or media):
-                raise TwilioError(400, 21602, "Message body is required.")
-            if len(body) > 1600:
-                raise TwilioError(
-                    400, 21617, "The concatenated message body exceeds the 1600 character limit."
-                )
-            _raise_magic(_MESSAGE_FROM_ERRORS, from_, to, from_)
-            _raise_magic(_MESSAGE_TO_ERRORS, to, to, from_)
             await self._transport_magic(to, body)
         except TwilioError as error:
             return error.response()
@@ -242,16 +255,9 @@ class _Sandbox:
     async def create_call(self, request: web.Request) -> web.Response:
         try:
             form = await self._authorized_form(request, "Calls")
-            to, from_ = form.get("To", ""), form.get("From", "")
+            self._check_call(form)
+            to, from_ = form["To"], form["From"]
             url, twiml = form.get("Url", ""), form.get("Twiml", "")
-            if not to:
-                raise TwilioError(400, 21201, "No 'To' number is specified")
-            if not from_:
-                raise TwilioError(400, 21213, "No 'From' number is specified")
-            if not (url or twiml):
-                raise TwilioError(400, 21205, "Url parameter is required.")
-            _raise_magic(_CALL_FROM_ERRORS, from_, to, from_)
-            _raise_magic(_CALL_TO_ERRORS, to, to, from_)
             await self._transport_magic(to, url or twiml)
         except TwilioError as error:
             return error.response()
@@ -337,6 +343,52 @@ class _Sandbox:
         for task in list(self.state.tasks):
             task.cancel()
         await asyncio.gather(*self.state.tasks, return_exceptions=True)
+
+    # Validation -------------------------------------------------------------------------
+
+    def _check_message(self, form: Any) -> None:
+        to, from_, body = form.get("To", ""), form.get("From", ""), form.get("Body", "")
+        service = form.get("MessagingServiceSid", "")
+        if not to:
+            raise TwilioError(400, 21604, "A 'To' phone number is required.")
+        if not (from_ or service):
+            raise TwilioError(400, 21603, "A 'From' phone number is required.")
+        if not (body or form.getall("MediaUrl", [])):
+            raise TwilioError(400, 21602, "Message body is required.")
+        if len(body) > 1600:
+            raise TwilioError(
+                400, 21617, "The concatenated message body exceeds the 1600 character limit."
+            )
+        if service:
+            self._check_service(service)
+        if from_:
+            _raise_magic(_MESSAGE_FROM_ERRORS, from_, to, from_)
+            if from_ not in self.config.owned_numbers:
+                raise TwilioError(400, 21606, _SMS_SENDER_NOT_OWNED.format(from_=from_))
+        _raise_magic(_MESSAGE_TO_ERRORS, to, to, from_)
+
+    def _check_service(self, service: str) -> None:
+        # Codes from Twilio's error dictionary: 21705 "The Messaging Service is invalid" (does
+        # not match MG + 32 hex, twilio.com/docs/api/errors/21705) and 21701 "The Messaging
+        # Service does not exist" (or is another account's, /docs/api/errors/21701). Their
+        # HTTP status is not documented: 400, as for every other refused create here.
+        if not _SERVICE_SID.fullmatch(service):
+            raise TwilioError(400, 21705, f"The Messaging Service Sid {service} is invalid.")
+        if service not in self.config.messaging_services:
+            raise TwilioError(400, 21701, f"The Messaging Service Sid {service} does not exist.")
+
+    def _check_call(self, form: Any) -> None:
+        to, from_ = form.get("To", ""), form.get("From", "")
+        if not to:
+            raise TwilioError(400, 21201, "No 'To' number is specified")
+        if not from_:
+            raise TwilioError(400, 21213, "No 'From' number is specified")
+        if not (form.get("Url") or form.get("Twiml")):
+            raise TwilioError(400, 21205, "Url parameter is required.")
+        _raise_magic(_CALL_FROM_ERRORS, from_, to, from_)
+        if from_ not in self.config.owned_numbers:
+            raise TwilioError(400, 21210, _CALLER_NOT_OWNED.format(from_=from_))
+        _raise_magic(_CALL_TO_ERRORS, to, to, from_)
 
     # Internals ------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The sandbox itself: what it does when a call's TwiML cannot be used, segment counting."""
+"""The sandbox itself, through the real twilio library: what it refuses, what a call's
+unusable TwiML does, what it may reach, segment counting."""
 
 from __future__ import annotations
 
@@ -6,22 +7,135 @@ from typing import Any
 
 import pytest
 import requests
+from twilio.base.exceptions import TwilioRestException
 
 from devhost.sandbox import NOT_REACHED, may_reach, segments
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, VALID_TO, Sandbox
+from tests.conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    OTHER_FROM,
+    VALID_FROM,
+    VALID_TO,
+    Sandbox,
+)
 
-CALLS = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
+API = f"/2010-04-01/Accounts/{ACCOUNT_SID}"
+NOT_OWNED = "+14155550123"
+TWIML = "<Response><Say>Hi</Say></Response>"
 
 
 def create_call(sandbox: Sandbox, **params: str) -> dict[str, Any]:
     response = requests.post(
-        f"{sandbox.url}{CALLS}",
-        data={"To": VALID_TO, "From": "+15005550006", **params},
+        f"{sandbox.url}{API}/Calls.json",
+        data={"To": VALID_TO, "From": VALID_FROM, **params},
         auth=(ACCOUNT_SID, AUTH_TOKEN),
         timeout=10,
     )
     assert response.status_code == 201
     return sandbox.settled_call(response.json()["sid"])
+
+
+def refusal(create: Any, **params: Any) -> tuple[int, int, str]:
+    with pytest.raises(TwilioRestException) as raised:
+        create(**params)
+    return raised.value.status, raised.value.code, raised.value.msg
+
+
+# Senders the account does not own -----------------------------------------------------
+
+
+def test_sms_from_a_number_the_account_does_not_own_is_21606(twilio_client: Any) -> None:
+    create = twilio_client.messages.create
+    assert refusal(create, to=VALID_TO, from_=NOT_OWNED, body="x") == (
+        400,
+        21606,
+        f"Unable to create record: The From phone number {NOT_OWNED} is not a valid, "
+        "SMS-capable inbound phone number or short code for your account.",
+    )
+
+
+def test_call_from_a_number_the_account_does_not_own_is_21210(twilio_client: Any) -> None:
+    create = twilio_client.calls.create
+    assert refusal(create, to=VALID_TO, from_=NOT_OWNED, twiml=TWIML) == (
+        400,
+        21210,
+        f"Unable to create record: The source phone number provided, {NOT_OWNED}, is not yet "
+        "verified for your account. You may only make calls from phone numbers that you've "
+        "verified or purchased from Twilio.",
+    )
+
+
+def test_refusal_body_is_twilios_error_shape(sandbox: Sandbox) -> None:
+    response = requests.post(
+        f"{sandbox.url}{API}/Calls.json",
+        data={"To": VALID_TO, "From": NOT_OWNED, "Twiml": TWIML},
+        auth=(ACCOUNT_SID, AUTH_TOKEN),
+        timeout=10,
+    )
+    assert (response.status_code, response.headers["Content-Type"]) == (
+        400,
+        "application/json; charset=utf-8",
+    )
+    assert response.json() == {
+        "code": 21210,
+        "message": f"The source phone number provided, {NOT_OWNED}, is not yet verified for "
+        "your account. You may only make calls from phone numbers that you've verified or "
+        "purchased from Twilio.",
+        "more_info": "https://www.twilio.com/docs/errors/21210",
+        "status": 400,
+    }
+    assert sandbox.messages() == [] and sandbox.calls() == []
+
+
+@pytest.mark.parametrize(
+    ("sender", "status", "code"),
+    [
+        ("+15005550001", 400, 21212),
+        ("+15005550007", 400, 21606),
+        ("+15005550008", 429, 21611),  # Twilio answers a full queue with HTTP 429
+    ],
+)
+def test_twilio_magic_senders_keep_their_codes(
+    twilio_client: Any, sender: str, status: int, code: int
+) -> None:
+    with pytest.raises(TwilioRestException) as raised:
+        twilio_client.messages.create(to=VALID_TO, from_=sender, body="x")
+    assert (raised.value.status, raised.value.code) == (status, code)
+
+
+def test_every_owned_number_may_send_and_call(twilio_client: Any) -> None:
+    message = twilio_client.messages.create(to=VALID_TO, from_=OTHER_FROM, body="x")
+    call = twilio_client.calls.create(to=VALID_TO, from_=OTHER_FROM, twiml=TWIML)
+    assert (message.from_, message.status, call._from, call.status) == (
+        OTHER_FROM,
+        "queued",
+        OTHER_FROM,
+        "queued",
+    )
+
+
+@pytest.mark.parametrize(
+    ("service", "code", "message"),
+    [
+        ("MG123", 21705, "The Messaging Service Sid MG123 is invalid."),
+        ("MG" + "g" * 32, 21705, f"The Messaging Service Sid MG{'g' * 32} is invalid."),
+        ("PN" + "a" * 32, 21705, f"The Messaging Service Sid PN{'a' * 32} is invalid."),
+        ("MG" + "b" * 32, 21701, f"The Messaging Service Sid MG{'b' * 32} does not exist."),
+    ],
+)
+def test_messaging_service_must_be_well_formed_and_owned(
+    twilio_client: Any, sandbox: Sandbox, service: str, code: int, message: str
+) -> None:
+    create = twilio_client.messages.create
+    assert refusal(create, to=VALID_TO, messaging_service_sid=service, body="x") == (
+        400,
+        code,
+        f"Unable to create record: {message}",
+    )
+    assert sandbox.messages() == []
+
+
+# A call whose TwiML cannot be used ----------------------------------------------------
 
 
 def test_twiml_with_wrong_content_type_fails_the_call_with_12300(sandbox: Sandbox) -> None:

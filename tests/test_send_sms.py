@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import (
     ACCOUNT_SID,
+    MG_SID,
     VALID_FROM,
     VALID_TO,
     Handler,
@@ -19,7 +20,6 @@ from tests.conftest import (
 )
 
 URL = "https://functions.example.com/api/SendSms"
-MG_SID = "MG" + "a" * 32
 
 
 @pytest.fixture
@@ -85,6 +85,15 @@ def test_caller_chosen_sender_from_the_allowed_list(
     app_env(TWILIO_ALLOWED_SENDERS="+1 415 555 0199")
     status, body = call(send_sms, {"to": VALID_TO, "body": "x", "from": "+14155550199"})
     assert (status, body["from"]) == (201, "+14155550199")
+
+
+def test_an_allowed_sender_twilio_says_we_do_not_own_is_a_terse_500(
+    send_sms: Handler, app_env: SetEnv, sandbox: Sandbox
+) -> None:
+    app_env(TWILIO_ALLOWED_SENDERS="+14155550123")
+    status, body = call(send_sms, {"to": VALID_TO, "body": "x", "from": "+14155550123"})
+    assert (status, body["title"], body["twilioCode"]) == (500, "Server misconfigured", 21606)
+    assert sandbox.messages() == []
 
 
 def test_sender_not_allowed(send_sms: Handler, sandbox: Sandbox) -> None:
