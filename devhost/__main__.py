@@ -162,6 +162,8 @@ def sandbox_config(token: str, internet: bool, environ: Mapping[str, str]) -> Sa
         reach_internet=internet,
         owned_numbers=frozenset({SANDBOX_FROM_NUMBER, *filter(None, numbers)}),
         messaging_services=frozenset(s for s in senders if s.startswith("MG")),
+        # A Messaging Service sends from the app's own number when it has one.
+        service_sender=from_number or SANDBOX_FROM_NUMBER,
     )
 
 

@@ -11,11 +11,13 @@ It refuses what Twilio refuses: a `From` the account does not own (21606 for mes
 (21705). `SandboxConfig` says what the account owns; by default only +15005550006, the
 one sender Twilio's test credentials accept.
 
-Unlike Twilio's test credentials it also posts signed status callbacks: messages go
-queued → sent → delivered, calls initiated → ringing → in-progress → completed after
-their TwiML is fetched. It only reaches loopback hosts (TwiML, callbacks) unless
-`reach_internet`. `GET /sandbox/messages/{sid}?wait=N` (and calls) waits until every
-callback of that SID has been answered, so tests need not poll.
+Unlike Twilio's test credentials it also posts signed status callbacks, but none for a
+message's initial status, where Twilio is silent too: a message goes queued → sent →
+delivered (through a Messaging Service accepted → queued → sent → delivered) with
+callbacks from the second status on; calls go initiated → ringing → in-progress →
+completed after their TwiML is fetched. It only reaches loopback hosts (TwiML,
+callbacks) unless `reach_internet`. `GET /sandbox/messages/{sid}?wait=N` (and calls)
+waits until every callback of that SID has been answered, so tests need not poll.
 
 Sandbox-only magic numbers (not Twilio's) make failures reproducible: +15005550428 is
 rate limited (429) on the first try of each body, +15005550429 always, +15005550500 gets
@@ -150,6 +152,8 @@ class SandboxConfig:
     # The numbers and Messaging Services the account owns; any other sender is refused.
     owned_numbers: frozenset[str] = frozenset({TEST_SENDER})
     messaging_services: frozenset[str] = frozenset()
+    # The number a Messaging Service picks from its sender pool (one pool for all).
+    service_sender: str = TEST_SENDER
 
 
 @dataclass
@@ -211,42 +215,13 @@ class _Sandbox:
         try:
             form = await self._authorized_form(request, "Messages")
             self._check_message(form)
-            to, from_ = form["To"], form.get("From", "")
-            body, media = form.get("Body", ""), form.getall("MediaUrl", [])
-            service = form.get("MessagingServiceSid", "")
-            await self._transport_magic(to, body)
+            await self._transport_magic(form["To"], form.get("Body", ""))
         except TwilioError as error:
             return error.response()
-        sid = f"SM{uuid.uuid4().hex}"
-        now = _rfc2822()
-        message = {
-            "account_sid": self.config.account_sid,
-            "api_version": "2010-04-01",
-            "body": body,
-            "date_created": now,
-            "date_sent": None,
-            "date_updated": now,
-            "direction": "outbound-api",
-            "error_code": None,
-            "error_message": None,
-            "from": from_ or None,
-            "messaging_service_sid": service or None,
-            "num_media": str(len(media)),
-            "num_segments": str(segments(body)) if body else "1",
-            "price": None,
-            "price_unit": "USD",
-            "sid": sid,
-            "status": "accepted" if service else "queued",
-            "subresource_uris": {
-                "media": f"/2010-04-01/Accounts/{self.config.account_sid}/Messages/{sid}/Media.json"
-            },
-            "to": to,
-            "uri": f"/2010-04-01/Accounts/{self.config.account_sid}/Messages/{sid}.json",
-            "media_url": media,
-        }
-        self.state.messages[sid] = message
-        self.state.settled[sid] = asyncio.Event()
-        self._spawn(self._deliver_message(sid, form.get("StatusCallback", "")))
+        message = self._new_message(form)
+        self.state.messages[message["sid"]] = message
+        self.state.settled[message["sid"]] = asyncio.Event()
+        self._spawn(self._deliver_message(message["sid"], form.get("StatusCallback", "")))
         return web.json_response(_public(message), status=201)
 
     async def fetch_message(self, request: web.Request) -> web.Response:
@@ -390,6 +365,43 @@ class _Sandbox:
             raise TwilioError(400, 21210, _CALLER_NOT_OWNED.format(from_=from_))
         _raise_magic(_CALL_TO_ERRORS, to, to, from_)
 
+    # Resources --------------------------------------------------------------------------
+
+    def _new_message(self, form: Any) -> dict[str, Any]:
+        sid, now, account = f"SM{uuid.uuid4().hex}", _rfc2822(), self.config.account_sid
+        body, media = form.get("Body", ""), form.getall("MediaUrl", [])
+        service = form.get("MessagingServiceSid", "")
+        return {
+            "account_sid": account,
+            "api_version": "2010-04-01",
+            "body": body,
+            "date_created": now,
+            "date_sent": None,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": form.get("From") or None,
+            "messaging_service_sid": service or None,
+            "num_media": str(len(media)),
+            # "When using a Messaging Service to send messages, num_segments will always be 0
+            # in Twilio's response to your API request" (Message resource docs; the spec's
+            # createWithMessagingService example says "1": the docs win).
+            "num_segments": "0" if service else _segment_count(body),
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            # A Messaging Service send starts `accepted` (docs: outbound message status in
+            # status callbacks; the spec's example says `queued`: the docs win).
+            "status": "accepted" if service else "queued",
+            "subresource_uris": {
+                "media": f"/2010-04-01/Accounts/{account}/Messages/{sid}/Media.json"
+            },
+            "to": form["To"],
+            "uri": f"/2010-04-01/Accounts/{account}/Messages/{sid}.json",
+            "media_url": media,
+        }
+
     # Internals ------------------------------------------------------------------------
 
     def _may_reach(self, url: str) -> bool:
@@ -458,25 +470,41 @@ class _Sandbox:
     async def _deliver_message(self, sid: str, callback_url: str) -> None:
         message = self.state.messages[sid]
         final, code, error = _MESSAGE_OUTCOMES.get(message["to"], ("delivered", None, None))
-        steps = (
-            [message["status"], "queued", "sent", final]
-            if final != "failed"
-            else [message["status"], "queued", final]
-        )
+        # "A status callback request is not sent for the initial status of a newly created
+        # Message resource" (docs: outbound message status in status callbacks), so the
+        # steps start after it: a Messaging Service's `accepted` moves on to `queued`.
+        steps = ["queued"] if message["status"] == "accepted" else []
+        steps += ["sent", final] if final != "failed" else [final]
         try:
-            for status in dict.fromkeys(steps):  # in order, without repeats
-                message.update(status=status, date_updated=_rfc2822())
+            for status in steps:
+                self._advance_message(message, status)
                 if status == final and code:
                     message.update(error_code=code, error_message=error)
                 if callback_url:
-                    await self._post_callback(message, callback_url, {
-                        "MessageSid": sid, "SmsSid": sid, "AccountSid": self.config.account_sid,
-                        "MessageStatus": status, "SmsStatus": status, "From": message["from"] or "",
-                        "To": message["to"], "ApiVersion": "2010-04-01",
-                        **({"ErrorCode": str(code)} if status == final and code else {}),
-                    })  # fmt: skip
+                    await self._post_callback(message, callback_url, self._message_params(message))
         finally:
             self.state.settled[sid].set()
+
+    def _advance_message(self, message: dict[str, Any], status: str) -> None:
+        now = _rfc2822()
+        message.update(status=status, date_updated=now)
+        if status == "queued" and message["messaging_service_sid"]:
+            # The service has picked a sender now: it shows in `from` and in the callbacks,
+            # and the segments can be counted.
+            message["from"] = message["from"] or self.config.service_sender
+            message["num_segments"] = _segment_count(message["body"])
+        if status == "sent":
+            message["date_sent"] = now
+
+    def _message_params(self, message: dict[str, Any]) -> dict[str, str]:
+        sid, status, service = message["sid"], message["status"], message["messaging_service_sid"]
+        return {
+            "MessageSid": sid, "SmsSid": sid, "AccountSid": self.config.account_sid,
+            "MessageStatus": status, "SmsStatus": status, "From": message["from"] or "",
+            "To": message["to"], "ApiVersion": "2010-04-01",
+            **({"MessagingServiceSid": service} if service else {}),
+            **({"ErrorCode": str(message["error_code"])} if message["error_code"] else {}),
+        }  # fmt: skip
 
     async def _run_call(
         self, sid: str, url: str, method: str, inline_twiml: str, callback: _Callback
@@ -600,6 +628,10 @@ def _raise_magic(table: dict[str, tuple[int, int, str]], number: str, to: str, f
     if number in table:
         status, code, message = table[number]
         raise TwilioError(status, code, message.format(to=to, from_=from_))
+
+
+def _segment_count(body: str) -> str:
+    return str(segments(body)) if body else "1"
 
 
 def _what_is_heard(document: str) -> list[dict[str, Any]] | None:

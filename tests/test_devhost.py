@@ -111,14 +111,16 @@ def test_sandbox_mode_owns_the_configured_senders() -> None:
             "TWILIO_ALLOWED_SENDERS": "+14155550124, MG" + "d" * 32 + ",+1 nonsense",
         },
     )
-    assert (config.owned_numbers, config.messaging_services) == (
+    assert (config.owned_numbers, config.messaging_services, config.service_sender) == (
         frozenset({"+15005550006", "+14155550123", "+14155550124"}),
         frozenset({"MG" + "c" * 32, "MG" + "d" * 32}),
+        "+14155550123",
     )
     bare = sandbox_config("token", True, {})
-    assert (bare.owned_numbers, bare.messaging_services) == (
+    assert (bare.owned_numbers, bare.messaging_services, bare.service_sender) == (
         frozenset({"+15005550006"}),
         frozenset(),
+        "+15005550006",
     )
     assert bare.reach_internet is True
 

@@ -1,18 +1,23 @@
-"""The sandbox itself, through the real twilio library: what it refuses, what a call's
-unusable TwiML does, what it may reach, segment counting."""
+"""The sandbox itself, through the real twilio library: what it refuses, what it posts
+back, what a call's unusable TwiML does, what it may reach, segment counting."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 import requests
+from aiohttp import web
 from twilio.base.exceptions import TwilioRestException
 
 from devhost.sandbox import NOT_REACHED, may_reach, segments
+from devhost.serving import BackgroundServer
 from tests.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
+    MG_SID,
     OTHER_FROM,
     VALID_FROM,
     VALID_TO,
@@ -39,6 +44,46 @@ def refusal(create: Any, **params: Any) -> tuple[int, int, str]:
     with pytest.raises(TwilioRestException) as raised:
         create(**params)
     return raised.value.status, raised.value.code, raised.value.msg
+
+
+class CallbackSink:
+    """A status-callback endpoint on loopback that records each callback, together with
+    what the sandbox's REST API said about the resource at that moment."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.received: list[dict[str, str]] = []
+        self._sandbox = sandbox
+        app = web.Application()
+        app.router.add_post("/status", self._receive)
+        self._server = BackgroundServer(app).start()
+        self.url = f"{self._server.url}/status"
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        entry = {k: str(v) for k, v in (await request.post()).items()}
+        kind, sid = (
+            ("Calls", entry["CallSid"]) if "CallSid" in entry else ("Messages", entry["MessageSid"])
+        )
+        auth = {"Authorization": aiohttp.encode_basic_auth(ACCOUNT_SID, AUTH_TOKEN)}
+        async with (
+            aiohttp.ClientSession(headers=auth) as session,
+            session.get(f"{self._sandbox.url}{API}/{kind}/{sid}.json") as response,
+        ):
+            entry["resource_status"] = (await response.json())["status"]
+        self.received.append(entry)
+        return web.Response(status=204)
+
+    def statuses(self, key: str) -> list[tuple[str, str]]:
+        return [(entry[key], entry["resource_status"]) for entry in self.received]
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+@pytest.fixture
+def sink(sandbox: Sandbox) -> Iterator[CallbackSink]:
+    receiver = CallbackSink(sandbox)
+    yield receiver
+    receiver.stop()
 
 
 # Senders the account does not own -----------------------------------------------------
@@ -133,6 +178,61 @@ def test_messaging_service_must_be_well_formed_and_owned(
         f"Unable to create record: {message}",
     )
     assert sandbox.messages() == []
+
+
+# Messaging Services -------------------------------------------------------------------
+
+
+def test_messaging_service_send_is_accepted_with_zero_segments_then_gets_a_sender(
+    twilio_client: Any, sandbox: Sandbox
+) -> None:
+    created = twilio_client.messages.create(to=VALID_TO, messaging_service_sid=MG_SID, body="Hi")
+    assert (created.status, created.num_segments, created.from_, created.messaging_service_sid) == (
+        "accepted",
+        "0",
+        None,
+        MG_SID,
+    )
+    sandbox.get(f"/sandbox/messages/{created.sid}?wait=10")
+    later = twilio_client.messages(created.sid).fetch()
+    assert (later.status, later.num_segments, later.from_) == ("delivered", "1", VALID_FROM)
+
+
+def test_messaging_service_callbacks_carry_the_chosen_sender(
+    twilio_client: Any, sandbox: Sandbox, sink: CallbackSink
+) -> None:
+    created = twilio_client.messages.create(
+        to=VALID_TO, messaging_service_sid=MG_SID, body="Hi", status_callback=sink.url
+    )
+    sandbox.get(f"/sandbox/messages/{created.sid}?wait=10")
+    assert {(e["From"], e["MessagingServiceSid"]) for e in sink.received} == {(VALID_FROM, MG_SID)}
+
+
+# Status callbacks ---------------------------------------------------------------------
+
+
+def test_no_callback_for_a_messages_initial_status(
+    twilio_client: Any, sandbox: Sandbox, sink: CallbackSink
+) -> None:
+    created = twilio_client.messages.create(
+        to=VALID_TO, from_=VALID_FROM, body="Hi", status_callback=sink.url
+    )
+    sandbox.get(f"/sandbox/messages/{created.sid}?wait=10")
+    assert sink.statuses("MessageStatus") == [("sent", "sent"), ("delivered", "delivered")]
+
+
+def test_no_callback_for_accepted_through_a_messaging_service(
+    twilio_client: Any, sandbox: Sandbox, sink: CallbackSink
+) -> None:
+    created = twilio_client.messages.create(
+        to=VALID_TO, messaging_service_sid=MG_SID, body="Hi", status_callback=sink.url
+    )
+    sandbox.get(f"/sandbox/messages/{created.sid}?wait=10")
+    assert sink.statuses("MessageStatus") == [
+        ("queued", "queued"),
+        ("sent", "sent"),
+        ("delivered", "delivered"),
+    ]
 
 
 # A call whose TwiML cannot be used ----------------------------------------------------
