@@ -11,13 +11,17 @@ It refuses what Twilio refuses: a `From` the account does not own (21606 for mes
 (21705). `SandboxConfig` says what the account owns; by default only +15005550006, the
 one sender Twilio's test credentials accept.
 
-Unlike Twilio's test credentials it also posts signed status callbacks, but none for a
-message's initial status, where Twilio is silent too: a message goes queued → sent →
+It is silent where Twilio is silent. Unlike Twilio's test credentials it posts signed
+status callbacks, but none for a message's initial status: a message goes queued → sent →
 delivered (through a Messaging Service accepted → queued → sent → delivered) with
-callbacks from the second status on; calls go initiated → ringing → in-progress →
-completed after their TwiML is fetched. It only reaches loopback hosts (TwiML,
-callbacks) unless `reach_internet`. `GET /sandbox/messages/{sid}?wait=N` (and calls)
-waits until every callback of that SID has been answered, so tests need not poll.
+callbacks from the second status on. Calls post only the events asked for in
+StatusCallbackEvent (default: completed), `answered` with CallStatus in-progress. A call
+whose TwiML cannot be fetched or read was answered already: the callee hears Twilio's
+application-error message, the call completes, and the error (11200, 12100, 12102, 12300)
+becomes a Debugger alert (`GET /sandbox/alerts`), not the call's status. It only reaches
+loopback hosts (TwiML, callbacks) unless `reach_internet`. `GET
+/sandbox/messages/{sid}?wait=N` (and calls) waits until every callback of that SID has
+been answered, so tests need not poll.
 
 Sandbox-only magic numbers (not Twilio's) make failures reproducible: +15005550428 is
 rate limited (429) on the first try of each body, +15005550429 always, +15005550500 gets
@@ -54,6 +58,9 @@ API = "/2010-04-01/Accounts/{account}"
 TWILIO_TIMEOUT_SECONDS = 15  # how long Twilio waits for a TwiML document
 NOT_REACHED = "not sent: the sandbox only reaches 127.0.0.1 (python -m devhost --sandbox-internet)"
 TEST_SENDER = "+15005550006"  # the one From Twilio's test credentials accept
+# What a caller hears when Twilio cannot use the TwiML (twilio-ruby#50; Twilio's
+# availability-reliability docs: "the default application error message").
+APPLICATION_ERROR = "We're sorry, but an application error has occurred. Goodbye!"
 # The spec's MessagingServiceSid pattern (CreateMessage).
 _SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 
@@ -161,6 +168,7 @@ class SandboxState:
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
     settled: dict[str, asyncio.Event] = field(default_factory=dict)
     rate_limited_once: set[tuple[str, str]] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -182,6 +190,14 @@ class TwilioError(Exception):
         return web.json_response(body, status=self.status, headers=headers)
 
 
+class _ApplicationError(Exception):
+    """The call's TwiML could not be used: a Debugger alert, not a failed call."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code, self.text = code, text
+
+
 SANDBOX: web.AppKey[_Sandbox] = web.AppKey("sandbox")
 
 
@@ -197,6 +213,7 @@ def create_sandbox_app(config: SandboxConfig) -> web.Application:
     app.router.add_get("/sandbox/calls", sandbox.list_calls)
     app.router.add_get("/sandbox/messages/{sid}", sandbox.show_message)
     app.router.add_get("/sandbox/calls/{sid}", sandbox.show_call)
+    app.router.add_get("/sandbox/alerts", sandbox.list_alerts)
     app.router.add_get("/sandbox/requests", sandbox.list_requests)
     app.router.add_post("/sandbox/reset", sandbox.reset)
     app.on_cleanup.append(sandbox.close)
@@ -231,44 +248,20 @@ class _Sandbox:
         try:
             form = await self._authorized_form(request, "Calls")
             self._check_call(form)
-            to, from_ = form["To"], form["From"]
-            url, twiml = form.get("Url", ""), form.get("Twiml", "")
-            await self._transport_magic(to, url or twiml)
+            await self._transport_magic(form["To"], form.get("Url") or form.get("Twiml", ""))
         except TwilioError as error:
             return error.response()
-        sid = f"CA{uuid.uuid4().hex}"
-        now = _rfc2822()
-        call = {
-            "account_sid": self.config.account_sid,
-            "answered_by": None,
-            "api_version": "2010-04-01",
-            "caller_name": None,
-            "date_created": now,
-            "date_updated": now,
-            "direction": "outbound-api",
-            "duration": None,
-            "end_time": None,
-            "from": from_,
-            "from_formatted": from_,
-            "parent_call_sid": None,
-            "price": None,
-            "price_unit": "USD",
-            "sid": sid,
-            "start_time": None,
-            "status": "queued",
-            "subresource_uris": {},
-            "to": to,
-            "to_formatted": to,
-            "uri": f"/2010-04-01/Accounts/{self.config.account_sid}/Calls/{sid}.json",
-            "twiml_request": None,
-            "heard": [],
-        }
-        self.state.calls[sid] = call
-        self.state.settled[sid] = asyncio.Event()
+        call = self._new_call(form)
+        self.state.calls[call["sid"]] = call
+        self.state.settled[call["sid"]] = asyncio.Event()
         # twilio-python repeats the parameter; Twilio also takes one space-separated value.
         events = {e for value in form.getall("StatusCallbackEvent", []) for e in value.split()}
+        # Only the events asked for; none asked for means `completed` only (spec).
         callback = _Callback(form.get("StatusCallback", ""), events or {"completed"})
-        self._spawn(self._run_call(sid, url, form.get("Method", "POST").upper(), twiml, callback))
+        url, method = form.get("Url", ""), form.get("Method", "POST").upper()
+        # "If both twiml and url are provided then twiml parameter will be ignored" (spec).
+        inline = "" if url else form.get("Twiml", "")
+        self._spawn(self._run_call(call["sid"], url, method, inline, callback))
         return web.json_response(_public(call), status=201)
 
     async def fetch_call(self, request: web.Request) -> web.Response:
@@ -281,6 +274,10 @@ class _Sandbox:
 
     async def list_calls(self, request: web.Request) -> web.Response:
         return web.json_response({"calls": list(self.state.calls.values())})
+
+    async def list_alerts(self, request: web.Request) -> web.Response:
+        """What Twilio's Debugger would show (Monitor API Alert fields), oldest first."""
+        return web.json_response({"alerts": self.state.alerts})
 
     async def show_message(self, request: web.Request) -> web.Response:
         return await self._show(request, self.state.messages)
@@ -304,6 +301,7 @@ class _Sandbox:
         return {
             "messages": list(self.state.messages.values()),
             "calls": list(self.state.calls.values()),
+            "alerts": self.state.alerts,
         }
 
     async def list_requests(self, request: web.Request) -> web.Response:
@@ -400,6 +398,34 @@ class _Sandbox:
             "to": form["To"],
             "uri": f"/2010-04-01/Accounts/{account}/Messages/{sid}.json",
             "media_url": media,
+        }
+
+    def _new_call(self, form: Any) -> dict[str, Any]:
+        sid, now, account = f"CA{uuid.uuid4().hex}", _rfc2822(), self.config.account_sid
+        return {
+            "account_sid": account,
+            "answered_by": None,
+            "api_version": "2010-04-01",
+            "caller_name": None,
+            "date_created": now,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "duration": None,
+            "end_time": None,
+            "from": form["From"],
+            "from_formatted": form["From"],
+            "parent_call_sid": None,
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "start_time": None,
+            "status": "queued",
+            "subresource_uris": {},
+            "to": form["To"],
+            "to_formatted": form["To"],
+            "uri": f"/2010-04-01/Accounts/{account}/Calls/{sid}.json",
+            "twiml_request": None,
+            "heard": [],
         }
 
     # Internals ------------------------------------------------------------------------
@@ -511,34 +537,68 @@ class _Sandbox:
     ) -> None:
         call = self.state.calls[sid]
         try:
-            for status, event in (("initiated", "initiated"), ("ringing", "ringing")):
-                call["status"] = status
-                await self._call_event(call, callback, event)
-            call["status"], call["start_time"] = "in-progress", _rfc2822()
-            await self._call_event(call, callback, "answered")
-            document = inline_twiml or await self._fetch_twiml(call, url, method)
-            if document is not None:
-                call["heard"] = _what_is_heard(document)
-                if call["heard"] is None:
-                    _fail(call, 12100, "Document parse failure")
-                else:
-                    call["status"], call["duration"] = "completed", "1"
+            # The Call resource has no `initiated` status (spec: call_enum_status); only the
+            # callback says so, while the resource stays `queued` until it rings.
+            call["start_time"] = _rfc2822()  # "empty if the call has not yet been dialed"
+            await self._call_event(call, callback, "initiated", "initiated")
+            call["status"] = "ringing"
+            await self._call_event(call, callback, "ringing", "ringing")
+            # `answered` arrives with CallStatus in-progress (twilio-java#321).
+            call["status"] = "in-progress"
+            await self._call_event(call, callback, "answered", "in-progress")
+            call["heard"] = await self._play(call, url, method, inline_twiml)
+            call["status"], call["duration"] = "completed", "1"
         except Exception:  # a sandbox bug must not leave the call hanging forever
             logger.exception("sandbox call %s failed", sid)
-            _fail(call, 11200, "HTTP retrieval failure")
+            call["status"] = "failed"
         finally:
             call["end_time"] = call["date_updated"] = _rfc2822()
             try:
-                await self._call_event(call, callback, "completed")
+                await self._call_event(call, callback, "completed", call["status"])
             finally:
                 self.state.settled[sid].set()
 
-    async def _call_event(self, call: dict[str, Any], callback: _Callback, event: str) -> None:
+    async def _play(
+        self, call: dict[str, Any], url: str, method: str, inline_twiml: str
+    ) -> list[dict[str, Any]]:
+        """What the callee hears. When the TwiML cannot be fetched or read, the call was
+        answered already: Twilio plays its application-error message, the call ends
+        normally and the error goes to the Debugger (Twilio docs: availability and
+        reliability; errors 11200, 12100, 12102, 12300)."""
+        try:
+            document = inline_twiml or await self._fetch_twiml(call, url, method)
+            return _what_is_heard(document)
+        except _ApplicationError as failure:
+            self._alert(call, failure)
+            return [{"verb": "Say", "text": APPLICATION_ERROR}]
+
+    def _alert(self, call: dict[str, Any], failure: _ApplicationError) -> None:
+        """A Debugger alert, shaped like the Monitor API's Alert resource."""
+        fetched = call["twiml_request"] or {}
+        self.state.alerts.append(
+            {
+                "sid": f"NO{uuid.uuid4().hex}",
+                "account_sid": self.config.account_sid,
+                "alert_text": failure.text,
+                "api_version": "2010-04-01",
+                "date_created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "error_code": str(failure.code),  # a string in the Monitor API
+                "log_level": "error",
+                "more_info": f"https://www.twilio.com/docs/errors/{failure.code}",
+                "request_method": fetched.get("method"),
+                "request_url": fetched.get("url"),
+                "resource_sid": call["sid"],
+            }
+        )
+
+    async def _call_event(
+        self, call: dict[str, Any], callback: _Callback, event: str, call_status: str
+    ) -> None:
         if not callback.url or event not in callback.events:
             return
         params = {
             "CallSid": call["sid"], "AccountSid": self.config.account_sid,
-            "CallStatus": call["status"], "From": call["from"], "To": call["to"],
+            "CallStatus": call_status, "From": call["from"], "To": call["to"],
             "Direction": "outbound-api", "ApiVersion": "2010-04-01",
             "Timestamp": _rfc2822(), "SequenceNumber": str(len(call.get("callbacks", []))),
         }  # fmt: skip
@@ -570,7 +630,8 @@ class _Sandbox:
             answer = type(exc).__name__
         resource.setdefault("callbacks", []).append({"status": status, "response": answer})
 
-    async def _fetch_twiml(self, call: dict[str, Any], url: str, method: str) -> str | None:
+    async def _fetch_twiml(self, call: dict[str, Any], url: str, method: str) -> str:
+        """The TwiML document at `url`, fetched as Twilio does; _ApplicationError if unusable."""
         params = {
             "AccountSid": self.config.account_sid,
             "ApiVersion": "2010-04-01",
@@ -593,8 +654,7 @@ class _Sandbox:
         call["twiml_request"] = record
         if not self._may_reach(url):
             record["error"] = NOT_REACHED
-            _fail(call, 11200, "HTTP retrieval failure")
-            return None
+            raise _ApplicationError(11200, f"An attempt to retrieve content from {url} failed")
         timeout = aiohttp.ClientTimeout(total=TWILIO_TIMEOUT_SECONDS)
         try:
             async with (
@@ -613,14 +673,18 @@ class _Sandbox:
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
             record["error"] = type(exc).__name__
-            _fail(call, 11200, "HTTP retrieval failure")
-            return None
+            raise _ApplicationError(
+                11200, f"An attempt to retrieve content from {url} failed"
+            ) from None
         if response.status != 200:
-            _fail(call, 11200, "HTTP retrieval failure")
-            return None
+            # The Debugger's wording (voice-quickstart-ios#453).
+            raise _ApplicationError(
+                11200,
+                f"An attempt to retrieve content from {url} returned the HTTP status code "
+                f"{response.status}",
+            )
         if response.content_type not in {"application/xml", "text/xml"}:
-            _fail(call, 12300, "Invalid Content-Type")
-            return None
+            raise _ApplicationError(12300, f"Invalid Content-Type: {response.content_type}")
         return text
 
 
@@ -634,13 +698,13 @@ def _segment_count(body: str) -> str:
     return str(segments(body)) if body else "1"
 
 
-def _what_is_heard(document: str) -> list[dict[str, Any]] | None:
+def _what_is_heard(document: str) -> list[dict[str, Any]]:
     try:
         root = ET.fromstring(document)
     except ET.ParseError:
-        return None
+        raise _ApplicationError(12100, "Document parse failure") from None
     if root.tag != "Response":
-        return None
+        raise _ApplicationError(12102, "The root element must be Response")
     heard: list[dict[str, Any]] = []
     for verb in root:
         if verb.tag == "Say":
@@ -650,10 +714,6 @@ def _what_is_heard(document: str) -> list[dict[str, Any]] | None:
         else:
             heard.append({"verb": verb.tag, **verb.attrib})
     return heard
-
-
-def _fail(call: dict[str, Any], code: int, message: str) -> None:
-    call.update(status="failed", error_code=code, error_message=message)
 
 
 def _public(resource: dict[str, Any]) -> dict[str, Any]:

@@ -150,6 +150,9 @@ class Sandbox:
     def requests(self) -> list[dict[str, Any]]:
         return list(self.get("/sandbox/requests")["requests"])
 
+    def alerts(self) -> list[dict[str, Any]]:
+        return list(self.get("/sandbox/alerts")["alerts"])
+
     def settled_call(self, sid: str) -> dict[str, Any]:
         call: dict[str, Any] = self.get(f"/sandbox/calls/{sid}?wait=10")
         return call

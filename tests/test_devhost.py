@@ -60,6 +60,12 @@ def test_call_fetches_signed_twiml_and_records_what_is_heard(devhost: DevHost) -
     ]
 
 
+def test_console_state_lists_the_debugger_alerts(devhost: DevHost) -> None:
+    state = requests.get(f"{devhost.url}/sandbox/state", timeout=10).json()
+    assert set(state) == {"messages", "calls", "alerts"}
+    assert state["alerts"] == devhost.sandbox.alerts()
+
+
 def test_unsigned_twiml_request_is_403(devhost: DevHost) -> None:
     response = requests.get(f"{devhost.url}/api/TwiML?message=hi", timeout=10)
     assert response.status_code == 403

@@ -12,7 +12,7 @@ import requests
 from aiohttp import web
 from twilio.base.exceptions import TwilioRestException
 
-from devhost.sandbox import NOT_REACHED, may_reach, segments
+from devhost.sandbox import APPLICATION_ERROR, NOT_REACHED, may_reach, segments
 from devhost.serving import BackgroundServer
 from tests.conftest import (
     ACCOUNT_SID,
@@ -235,17 +235,114 @@ def test_no_callback_for_accepted_through_a_messaging_service(
     ]
 
 
+def test_a_call_posts_only_completed_unless_asked(
+    twilio_client: Any, sandbox: Sandbox, sink: CallbackSink
+) -> None:
+    call = twilio_client.calls.create(
+        to=VALID_TO, from_=VALID_FROM, twiml=TWIML, status_callback=sink.url
+    )
+    sandbox.settled_call(call.sid)
+    assert sink.statuses("CallStatus") == [("completed", "completed")]
+
+
+def test_a_call_posts_the_events_asked_for_answered_as_in_progress(
+    twilio_client: Any, sandbox: Sandbox, sink: CallbackSink
+) -> None:
+    call = twilio_client.calls.create(
+        to=VALID_TO, from_=VALID_FROM, twiml=TWIML, status_callback=sink.url,
+        status_callback_event=["initiated", "ringing", "answered", "completed"],
+    )  # fmt: skip
+    sandbox.settled_call(call.sid)
+    # The Call resource has no `initiated` status: it is still queued then.
+    assert sink.statuses("CallStatus") == [
+        ("initiated", "queued"),
+        ("ringing", "ringing"),
+        ("in-progress", "in-progress"),
+        ("completed", "completed"),
+    ]
+    assert [e["SequenceNumber"] for e in sink.received] == ["0", "1", "2", "3"]
+
+
+def test_answered_alone_is_posted_alone(
+    twilio_client: Any, sandbox: Sandbox, sink: CallbackSink
+) -> None:
+    call = twilio_client.calls.create(
+        to=VALID_TO, from_=VALID_FROM, twiml=TWIML, status_callback=sink.url,
+        status_callback_event=["answered"],
+    )  # fmt: skip
+    sandbox.settled_call(call.sid)
+    assert sink.statuses("CallStatus") == [("in-progress", "in-progress")]
+
+
 # A call whose TwiML cannot be used ----------------------------------------------------
 
 
-def test_twiml_with_wrong_content_type_fails_the_call_with_12300(sandbox: Sandbox) -> None:
+def application_error(sandbox: Sandbox, call: dict[str, Any]) -> tuple[Any, ...]:
+    """The call as Twilio ends it after an application error, and its one Debugger alert."""
+    assert "error_code" not in call  # the error is not the call's
+    [alert] = [a for a in sandbox.alerts() if a["resource_sid"] == call["sid"]]
+    assert alert["sid"].startswith("NO") and alert["log_level"] == "error"
+    assert alert["more_info"] == f"https://www.twilio.com/docs/errors/{alert['error_code']}"
+    return (
+        call["status"],
+        call["heard"],
+        alert["error_code"],
+        alert["request_method"],
+        alert["request_url"],
+        alert["alert_text"],
+    )
+
+
+HEARD_ERROR = [{"verb": "Say", "text": APPLICATION_ERROR}]
+
+
+def test_twiml_with_wrong_content_type_completes_with_alert_12300(sandbox: Sandbox) -> None:
     call = create_call(sandbox, Url=f"{sandbox.url}/sandbox/messages", Method="GET")
-    assert (call["status"], call["error_code"]) == ("failed", 12300)
+    fetched = call["twiml_request"]["url"]  # with Twilio's parameters in the query
+    assert fetched.startswith(f"{sandbox.url}/sandbox/messages?AccountSid={ACCOUNT_SID}&")
+    assert application_error(sandbox, call) == (
+        "completed", HEARD_ERROR, "12300", "GET", fetched, "Invalid Content-Type: application/json",
+    )  # fmt: skip
 
 
-def test_unreachable_twiml_fails_the_call_with_11200(sandbox: Sandbox) -> None:
+def test_unreachable_twiml_completes_with_alert_11200(sandbox: Sandbox) -> None:
     call = create_call(sandbox, Url="http://127.0.0.1:9/twiml")
-    assert (call["status"], call["error_code"]) == ("failed", 11200)
+    assert application_error(sandbox, call) == (
+        "completed", HEARD_ERROR, "11200", "POST", "http://127.0.0.1:9/twiml",
+        "An attempt to retrieve content from http://127.0.0.1:9/twiml failed",
+    )  # fmt: skip
+
+
+def test_twiml_answering_404_completes_with_alert_11200(sandbox: Sandbox) -> None:
+    call = create_call(sandbox, Url=f"{sandbox.url}/no-twiml-here", Method="POST")
+    url = f"{sandbox.url}/no-twiml-here"
+    assert application_error(sandbox, call) == (
+        "completed", HEARD_ERROR, "11200", "POST", url,
+        f"An attempt to retrieve content from {url} returned the HTTP status code 404",
+    )  # fmt: skip
+
+
+def test_unparseable_twiml_completes_with_alert_12100(sandbox: Sandbox) -> None:
+    call = create_call(sandbox, Twiml="<Response><Say>")
+    assert application_error(sandbox, call) == (
+        "completed", HEARD_ERROR, "12100", None, None, "Document parse failure",
+    )  # fmt: skip
+
+
+def test_twiml_without_a_response_root_completes_with_alert_12102(sandbox: Sandbox) -> None:
+    call = create_call(sandbox, Twiml="<Say>Hi</Say>")
+    assert application_error(sandbox, call) == (
+        "completed", HEARD_ERROR, "12102", None, None, "The root element must be Response",
+    )  # fmt: skip
+
+
+def test_the_call_resource_shows_completed_through_the_api(
+    twilio_client: Any, sandbox: Sandbox
+) -> None:
+    call = twilio_client.calls.create(to=VALID_TO, from_=VALID_FROM, url="http://127.0.0.1:9/t")
+    sandbox.settled_call(call.sid)
+    fetched = twilio_client.calls(call.sid).fetch()
+    assert (fetched.status, fetched.duration) == ("completed", "1")
 
 
 def test_inline_twiml_is_heard(sandbox: Sandbox) -> None:
@@ -257,11 +354,19 @@ def test_inline_twiml_is_heard(sandbox: Sandbox) -> None:
         {"verb": "Say", "text": "Hi"},
         {"verb": "Play", "url": "https://x/a.mp3"},
     ]
+    assert sandbox.alerts() == []
 
 
-def test_unparseable_twiml_fails_with_12100(sandbox: Sandbox) -> None:
-    call = create_call(sandbox, Twiml="<Response><Say>")
-    assert (call["status"], call["error_code"]) == ("failed", 12100)
+def test_url_wins_over_inline_twiml(sandbox: Sandbox) -> None:
+    # "If both twiml and url are provided then twiml parameter will be ignored" (spec).
+    call = create_call(sandbox, Twiml=TWIML, Url="http://127.0.0.1:9/twiml")
+    assert (call["heard"], call["twiml_request"]["url"]) == (
+        HEARD_ERROR,
+        "http://127.0.0.1:9/twiml",
+    )
+
+
+# Where the sandbox may send -----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -290,6 +395,7 @@ def test_only_loopback_is_reached(url: str, allowed: bool) -> None:
 def test_a_name_starting_with_127_is_not_fetched(sandbox: Sandbox) -> None:
     call = create_call(sandbox, Url="http://127.attacker.example/twiml")
     assert call["twiml_request"]["error"] == NOT_REACHED
+    assert [a["error_code"] for a in sandbox.alerts()] == ["11200"]
 
 
 def test_wrong_account_is_404(sandbox: Sandbox) -> None:
@@ -320,3 +426,10 @@ def test_wrong_account_is_404(sandbox: Sandbox) -> None:
 )
 def test_segments(body: str, count: int) -> None:
     assert segments(body) == count
+
+
+def test_reset_forgets_alerts(sandbox: Sandbox) -> None:
+    create_call(sandbox, Twiml="<Say>Hi</Say>")
+    assert len(sandbox.alerts()) == 1
+    sandbox.reset()
+    assert (sandbox.calls(), sandbox.alerts()) == ([], [])
