@@ -23,6 +23,10 @@ loopback hosts (TwiML, callbacks) unless `reach_internet`. `GET
 /sandbox/messages/{sid}?wait=N` (and calls) waits until every callback of that SID has
 been answered, so tests need not poll.
 
+Messages and calls are listed as Twilio lists them (`GET …/Messages.json`,
+`GET …/Calls.json`: filters, paging, newest first; see devhost.twilio_lists): after a lost
+answer, a lookup is the only way to learn whether a message or call exists.
+
 Sandbox-only magic numbers (not Twilio's) make failures reproducible: +15005550428 is
 rate limited (429) on the first try of each body, +15005550429 always, +15005550500 gets
 a Twilio 500, +15005550504 is answered only after `slow_seconds`; SMS to +15005550303
@@ -40,7 +44,7 @@ import logging
 import re
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -51,6 +55,16 @@ import aiohttp
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 from yarl import URL
+
+from devhost.twilio_lists import (
+    CALL_DATES,
+    MESSAGE_DATES,
+    DateFilter,
+    InvalidListQuery,
+    list_page,
+    newest_first,
+    parse_query,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +131,10 @@ _GSM7 = set(
     "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 _GSM7_EXTENDED = set("^{}\\[~]|€\f")
+# The Call resource's status enum (spec: call_enum_status), which the Status filter takes.
+_CALL_STATUSES = frozenset(
+    {"queued", "ringing", "in-progress", "canceled", "completed", "failed", "busy", "no-answer"}
+)
 
 
 def segments(body: str) -> int:
@@ -206,8 +224,10 @@ def create_sandbox_app(config: SandboxConfig) -> web.Application:
     app = web.Application()
     app[SANDBOX] = sandbox
     app.router.add_post(f"{API}/Messages.json", sandbox.create_message)
+    app.router.add_get(f"{API}/Messages.json", sandbox.read_messages)
     app.router.add_get(f"{API}/Messages/{{sid}}.json", sandbox.fetch_message)
     app.router.add_post(f"{API}/Calls.json", sandbox.create_call)
+    app.router.add_get(f"{API}/Calls.json", sandbox.read_calls)
     app.router.add_get(f"{API}/Calls/{{sid}}.json", sandbox.fetch_call)
     app.router.add_get("/sandbox/messages", sandbox.list_messages)
     app.router.add_get("/sandbox/calls", sandbox.list_calls)
@@ -241,6 +261,10 @@ class _Sandbox:
         self._spawn(self._deliver_message(message["sid"], form.get("StatusCallback", "")))
         return web.json_response(_public(message), status=201)
 
+    async def read_messages(self, request: web.Request) -> web.Response:
+        equal = {"To": "to", "From": "from"}
+        return await self._read(request, "Messages", self.state.messages, equal, MESSAGE_DATES)
+
     async def fetch_message(self, request: web.Request) -> web.Response:
         return await self._fetch(request, "Messages", self.state.messages)
 
@@ -263,6 +287,12 @@ class _Sandbox:
         inline = "" if url else form.get("Twiml", "")
         self._spawn(self._run_call(call["sid"], url, method, inline, callback))
         return web.json_response(_public(call), status=201)
+
+    async def read_calls(self, request: web.Request) -> web.Response:
+        equal = {"To": "to", "From": "from", "Status": "status"}
+        return await self._read(
+            request, "Calls", self.state.calls, equal, CALL_DATES, {"Status": _CALL_STATUSES}
+        )
 
     async def fetch_call(self, request: web.Request) -> web.Response:
         return await self._fetch(request, "Calls", self.state.calls)
@@ -438,21 +468,21 @@ class _Sandbox:
         self.state.requests.append(
             {"method": request.method, "resource": resource, "to": form.get("To")}
         )
+        self._authorize(request)
+        return form
+
+    def _authorize(self, request: web.Request) -> None:
         if request.match_info["account"] != self.config.account_sid:
             raise TwilioError(404, 20404, "The requested resource was not found")
         if not self._credentials_ok(request):
             raise TwilioError(401, 20003, "Authenticate")
-        return form
 
     async def _fetch(
         self, request: web.Request, resource: str, store: dict[str, dict[str, Any]]
     ) -> web.Response:
         self.state.requests.append({"method": "GET", "resource": resource, "to": None})
         try:
-            if request.match_info["account"] != self.config.account_sid:
-                raise TwilioError(404, 20404, "The requested resource was not found")
-            if not self._credentials_ok(request):
-                raise TwilioError(401, 20003, "Authenticate")
+            self._authorize(request)
             sid = request.match_info["sid"]
             if sid not in store:
                 raise TwilioError(
@@ -461,6 +491,32 @@ class _Sandbox:
         except TwilioError as error:
             return error.response()
         return web.json_response(_public(store[sid]))
+
+    async def _read(
+        self,
+        request: web.Request,
+        resource: str,
+        store: dict[str, dict[str, Any]],
+        equal: Mapping[str, str],
+        dates: DateFilter,
+        choices: Mapping[str, frozenset[str]] | None = None,
+    ) -> web.Response:
+        """A list page as Twilio's list endpoints answer it (devhost.twilio_lists)."""
+        self.state.requests.append(
+            {"method": "GET", "resource": resource, "to": request.query.get("To")}
+        )
+        key = resource.lower()
+        try:
+            self._authorize(request)
+            query = parse_query(request.query, equal, dates, choices)
+            records = newest_first(list(store.values()), dates.field)
+            page = list_page(records, query, request.path, key)
+        except TwilioError as error:
+            return error.response()
+        except InvalidListQuery as invalid:  # Twilio's 20001 "Invalid parameter"
+            return TwilioError(400, 20001, str(invalid)).response()
+        page[key] = [_public(record) for record in page[key]]
+        return web.json_response(page)
 
     def _credentials_ok(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
