@@ -29,8 +29,10 @@ answer, a lookup is the only way to learn whether a message or call exists.
 
 Sandbox-only magic numbers (not Twilio's) make failures reproducible: +15005550428 is
 rate limited (429) on the first try of each body, +15005550429 always, +15005550500 gets
-a Twilio 500, +15005550504 is answered only after `slow_seconds`; SMS to +15005550303
-end undelivered (30003), to +15005550308 failed (30008).
+a Twilio 500 and nothing is created, +15005550504 is answered only after `slow_seconds`
+(and created then). Lost answers, for messages and calls alike: +15005550501 is created,
+then answered 500; +15005550502 is created, then its connection is reset before any
+answer. SMS to +15005550303 end undelivered (30003), to +15005550308 failed (30008).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ import contextlib
 import ipaddress
 import logging
 import re
+import socket
+import struct
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Coroutine, Mapping
@@ -124,6 +128,8 @@ _MESSAGE_OUTCOMES = {
 RATE_LIMITED_ONCE = "+15005550428"
 RATE_LIMITED = "+15005550429"
 SERVER_ERROR = "+15005550500"
+CREATED_THEN_500 = "+15005550501"
+CREATED_THEN_RESET = "+15005550502"
 SLOW = "+15005550504"
 
 _GSM7 = set(
@@ -259,7 +265,7 @@ class _Sandbox:
         self.state.messages[message["sid"]] = message
         self.state.settled[message["sid"]] = asyncio.Event()
         self._spawn(self._deliver_message(message["sid"], form.get("StatusCallback", "")))
-        return web.json_response(_public(message), status=201)
+        return _answer_created(request, message)
 
     async def read_messages(self, request: web.Request) -> web.Response:
         equal = {"To": "to", "From": "from"}
@@ -286,7 +292,7 @@ class _Sandbox:
         # "If both twiml and url are provided then twiml parameter will be ignored" (spec).
         inline = "" if url else form.get("Twiml", "")
         self._spawn(self._run_call(call["sid"], url, method, inline, callback))
-        return web.json_response(_public(call), status=201)
+        return _answer_created(request, call)
 
     async def read_calls(self, request: web.Request) -> web.Response:
         equal = {"To": "to", "From": "from", "Status": "status"}
@@ -742,6 +748,27 @@ class _Sandbox:
         if response.content_type not in {"application/xml", "text/xml"}:
             raise _ApplicationError(12300, f"Invalid Content-Type: {response.content_type}")
         return text
+
+
+def _answer_created(request: web.Request, resource: dict[str, Any]) -> web.Response:
+    """201 with the resource, unless its To is a sandbox lost-answer number: the resource
+    exists either way, as when Twilio's answer is lost on its way back."""
+    if resource["to"] == CREATED_THEN_500:
+        return TwilioError(500, 20500, "Internal Server Error").response()
+    if resource["to"] == CREATED_THEN_RESET:
+        _reset_connection(request)
+    return web.json_response(_public(resource), status=201)
+
+
+def _reset_connection(request: web.Request) -> None:
+    """Drop the connection with a TCP reset (SO_LINGER 0), after the request was read."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 def _raise_magic(table: dict[str, tuple[int, int, str]], number: str, to: str, from_: str) -> None:

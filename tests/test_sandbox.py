@@ -1,5 +1,5 @@
 """The sandbox itself, through the real twilio library: what it refuses, what it posts
-back, what a call's unusable TwiML does, what it may reach, segment counting."""
+back, what a call's unusable TwiML does, lost answers, what it may reach, segments."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ import requests
 from aiohttp import web
 from twilio.base.exceptions import TwilioRestException
 
-from devhost.sandbox import APPLICATION_ERROR, NOT_REACHED, may_reach, segments
+from devhost.sandbox import (
+    APPLICATION_ERROR,
+    CREATED_THEN_500,
+    CREATED_THEN_RESET,
+    NOT_REACHED,
+    SERVER_ERROR,
+    may_reach,
+    segments,
+)
 from devhost.serving import BackgroundServer
 from tests.conftest import (
     ACCOUNT_SID,
@@ -364,6 +372,45 @@ def test_url_wins_over_inline_twiml(sandbox: Sandbox) -> None:
         HEARD_ERROR,
         "http://127.0.0.1:9/twiml",
     )
+
+
+# Lost answers: created at "Twilio", the answer never arrives ---------------------------
+
+
+@pytest.mark.parametrize("resource", ["messages", "calls"])
+def test_created_then_500_exists_though_the_create_failed(
+    twilio_client: Any, sandbox: Sandbox, resource: str
+) -> None:
+    create = getattr(twilio_client, resource).create
+    options = {"body": "x"} if resource == "messages" else {"twiml": TWIML}
+    with pytest.raises(TwilioRestException) as raised:
+        create(to=CREATED_THEN_500, from_=VALID_FROM, **options)
+    assert (raised.value.status, raised.value.code) == (500, 20500)
+    [listed] = getattr(twilio_client, resource).list(to=CREATED_THEN_500)
+    [stored] = getattr(sandbox, resource)()
+    assert listed.sid == stored["sid"]
+
+
+@pytest.mark.parametrize("resource", ["messages", "calls"])
+def test_created_then_reset_exists_though_the_connection_dropped(
+    twilio_client: Any, sandbox: Sandbox, resource: str
+) -> None:
+    create = getattr(twilio_client, resource).create
+    options = {"body": "x"} if resource == "messages" else {"twiml": TWIML}
+    with pytest.raises(requests.ConnectionError) as raised:
+        create(to=CREATED_THEN_RESET, from_=VALID_FROM, **options)
+    # urllib3: ProtocolError("Connection aborted.", ConnectionResetError(104, ...))
+    assert isinstance(raised.value.args[0].args[1], ConnectionResetError)
+    [listed] = getattr(twilio_client, resource).list(to=CREATED_THEN_RESET)
+    [stored] = getattr(sandbox, resource)()
+    assert listed.sid == stored["sid"]
+    assert len(sandbox.requests()) == 2  # the create (not retried) and the lookup
+
+
+def test_server_error_creates_nothing(twilio_client: Any, sandbox: Sandbox) -> None:
+    with pytest.raises(TwilioRestException):
+        twilio_client.messages.create(to=SERVER_ERROR, from_=VALID_FROM, body="x")
+    assert twilio_client.messages.list(to=SERVER_ERROR) == []
 
 
 # Where the sandbox may send -----------------------------------------------------------
