@@ -17,7 +17,7 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -35,6 +35,7 @@ from devhost.host import (
 )
 from devhost.sandbox import SandboxConfig, create_sandbox_app
 from devhost.worker import InProcessWorker, WorkerRefused
+from shared.phone import InvalidPhoneNumber, to_e164
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_ACCOUNT_SID = "AC" + "0" * 32
@@ -109,7 +110,7 @@ async def serve(args: argparse.Namespace, sandbox: bool) -> None:
     sandbox_app = None
     if sandbox:
         token = secrets.token_hex(16)  # fresh per run: nothing to leak, nothing to commit
-        config = SandboxConfig(SANDBOX_ACCOUNT_SID, token, reach_internet=args.sandbox_internet)
+        config = sandbox_config(token, args.sandbox_internet, os.environ)
         sandbox_app = create_sandbox_app(config)
         sandbox_app.middlewares.append(local_only())
         sandbox_url = await _start(sandbox_app, host, args.sandbox_port, runners)
@@ -156,6 +157,33 @@ async def serve(args: argparse.Namespace, sandbox: bool) -> None:
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
+
+
+def sandbox_config(token: str, internet: bool, environ: Mapping[str, str]) -> SandboxConfig:
+    """The sandbox's account: it owns Twilio's test sender and every sender the app is
+    configured with, since it refuses any other as Twilio does (21606, 21210, 21701)."""
+    from_number = _e164_or_none(environ.get("TWILIO_FROM_NUMBER", ""))
+    senders = [environ.get("TWILIO_MESSAGING_SERVICE_SID", "")]
+    senders += environ.get("TWILIO_ALLOWED_SENDERS", "").split(",")
+    senders = [sender.strip() for sender in senders if sender.strip()]
+    numbers = [from_number] + [_e164_or_none(s) for s in senders if not s.startswith("MG")]
+    return SandboxConfig(
+        SANDBOX_ACCOUNT_SID,
+        token,
+        reach_internet=internet,
+        owned_numbers=frozenset({SANDBOX_FROM_NUMBER, *filter(None, numbers)}),
+        messaging_services=frozenset(s for s in senders if s.startswith("MG")),
+        # A Messaging Service sends from the app's own number when it has one.
+        service_sender=from_number or SANDBOX_FROM_NUMBER,
+    )
+
+
+def _e164_or_none(raw: str) -> str | None:
+    """The number as the app will send it; None if the app refuses it (InvalidSetting)."""
+    try:
+        return to_e164(raw).e164 if raw.strip() else None
+    except InvalidPhoneNumber:
+        return None
 
 
 async def _start(app: web.Application, host: str, port: int, runners: list[web.AppRunner]) -> str:

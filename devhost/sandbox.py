@@ -6,15 +6,33 @@ test-credential magic numbers, and for a created call does what Twilio does: fet
 the call's TwiML URL with Twilio's parameters and a valid X-Twilio-Signature, checks
 the answer, and records what the callee would have heard.
 
-Unlike Twilio's test credentials it also posts signed status callbacks: messages go
-queued → sent → delivered, calls initiated → ringing → in-progress → completed after
-their TwiML is fetched. `GET /sandbox/messages/{sid}?wait=N` (and calls) waits until
-every callback of that SID has been answered, so tests need not poll.
+It refuses what Twilio refuses: a `From` the account does not own (21606 for messages,
+21210 for calls), a Messaging Service it does not own (21701) or whose SID is malformed
+(21705). `SandboxConfig` says what the account owns; by default only +15005550006, the
+one sender Twilio's test credentials accept.
+
+It is silent where Twilio is silent. Unlike Twilio's test credentials it posts signed
+status callbacks, but none for a message's initial status: a message goes queued → sent →
+delivered (through a Messaging Service accepted → queued → sent → delivered) with
+callbacks from the second status on. Calls post only the events asked for in
+StatusCallbackEvent (default: completed), `answered` with CallStatus in-progress. A call
+whose TwiML cannot be fetched or read was answered already: the callee hears Twilio's
+application-error message, the call completes, and the error (11200, 12100, 12102, 12300)
+becomes a Debugger alert (`GET /sandbox/alerts`), not the call's status. It only reaches
+loopback hosts (TwiML, callbacks) unless `reach_internet`. `GET
+/sandbox/messages/{sid}?wait=N` (and calls) waits until every callback of that SID has
+been answered, so tests need not poll.
+
+Messages and calls are listed as Twilio lists them (`GET …/Messages.json`,
+`GET …/Calls.json`: filters, paging, newest first; see devhost.twilio_lists): after a lost
+answer, a lookup is the only way to learn whether a message or call exists.
 
 Sandbox-only magic numbers (not Twilio's) make failures reproducible: +15005550428 is
 rate limited (429) on the first try of each body, +15005550429 always, +15005550500 gets
-a Twilio 500, +15005550504 is answered only after `slow_seconds`; SMS to +15005550303
-end undelivered (30003), to +15005550308 failed (30008).
+a Twilio 500 and nothing is created, +15005550504 is answered only after `slow_seconds`
+(and created then). Lost answers, for messages and calls alike: +15005550501 is created,
+then answered 500; +15005550502 is created, then its connection is reset before any
+answer. SMS to +15005550303 end undelivered (30003), to +15005550308 failed (30008).
 """
 
 from __future__ import annotations
@@ -23,10 +41,14 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import ipaddress
 import logging
+import re
+import socket
+import struct
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -38,11 +60,27 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 from yarl import URL
 
+from devhost.twilio_lists import (
+    CALL_DATES,
+    MESSAGE_DATES,
+    DateFilter,
+    InvalidListQuery,
+    list_page,
+    newest_first,
+    parse_query,
+)
+
 logger = logging.getLogger(__name__)
 
 API = "/2010-04-01/Accounts/{account}"
 TWILIO_TIMEOUT_SECONDS = 15  # how long Twilio waits for a TwiML document
 NOT_REACHED = "not sent: the sandbox only reaches 127.0.0.1 (python -m devhost --sandbox-internet)"
+TEST_SENDER = "+15005550006"  # the one From Twilio's test credentials accept
+# What a caller hears when Twilio cannot use the TwiML (twilio-ruby#50; Twilio's
+# availability-reliability docs: "the default application error message").
+APPLICATION_ERROR = "We're sorry, but an application error has occurred. Goodbye!"
+# The spec's MessagingServiceSid pattern (CreateMessage).
+_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 
 # To-number magic for Messages and Calls: (status, code, message)
 _MESSAGE_TO_ERRORS = {
@@ -52,11 +90,23 @@ _MESSAGE_TO_ERRORS = {
     "+15005550004": (400, 21610, "Attempt to send to unsubscribed recipient"),
     "+15005550009": (400, 21614, "'To' number is not a valid mobile number"),
 }
+# Twilio's wording, as its API returns it (twilio-php#638, twilio-node#528).
+_SMS_SENDER_NOT_OWNED = (
+    "The From phone number {from_} is not a valid, SMS-capable inbound phone number or short "
+    "code for your account."
+)
+# Twilio's wording (quoted in lesleyornelas/Twilio-#34).
+_CALLER_NOT_OWNED = (
+    "The source phone number provided, {from_}, is not yet verified for your account. You may "
+    "only make calls from phone numbers that you've verified or purchased from Twilio."
+)
 _MESSAGE_FROM_ERRORS = {
     "+15005550001": (400, 21212, "The 'From' number {from_} is not a valid phone number."),
-    "+15005550007": (400, 21606, "The 'From' phone number provided is not owned by your account."),
+    "+15005550007": (400, 21606, _SMS_SENDER_NOT_OWNED),
+    # 21611 comes with HTTP 429, not 400 (scottswezey/twilio_magic_values messaging_test.exs,
+    # run against Twilio's test credentials).
     "+15005550008": (
-        400,
+        429,
         21611,
         "This 'From' number has exceeded the maximum number of queued messages.",
     ),
@@ -78,6 +128,8 @@ _MESSAGE_OUTCOMES = {
 RATE_LIMITED_ONCE = "+15005550428"
 RATE_LIMITED = "+15005550429"
 SERVER_ERROR = "+15005550500"
+CREATED_THEN_500 = "+15005550501"
+CREATED_THEN_RESET = "+15005550502"
 SLOW = "+15005550504"
 
 _GSM7 = set(
@@ -85,6 +137,10 @@ _GSM7 = set(
     "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 _GSM7_EXTENDED = set("^{}\\[~]|€\f")
+# The Call resource's status enum (spec: call_enum_status), which the Status filter takes.
+_CALL_STATUSES = frozenset(
+    {"queued", "ringing", "in-progress", "canceled", "completed", "failed", "busy", "no-answer"}
+)
 
 
 def segments(body: str) -> int:
@@ -100,6 +156,22 @@ def segments(body: str) -> int:
     return -(-units // multi)
 
 
+def may_reach(url: str, *, internet: bool = False) -> bool:
+    """Whether the sandbox may send to `url`: loopback only, unless `internet`.
+
+    The host is parsed, never prefix-matched: `127.attacker.example` is a public name.
+    """
+    if internet:
+        return True
+    host = (URL(url, encoded=True).host or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback  # 127.0.0.0/8 and ::1
+    except ValueError:
+        return False
+
+
 @dataclass
 class SandboxConfig:
     account_sid: str
@@ -108,6 +180,11 @@ class SandboxConfig:
     slow_seconds: float = 5.0
     # Off by default so tests and CI never send traffic beyond this machine.
     reach_internet: bool = False
+    # The numbers and Messaging Services the account owns; any other sender is refused.
+    owned_numbers: frozenset[str] = frozenset({TEST_SENDER})
+    messaging_services: frozenset[str] = frozenset()
+    # The number a Messaging Service picks from its sender pool (one pool for all).
+    service_sender: str = TEST_SENDER
 
 
 @dataclass
@@ -115,6 +192,7 @@ class SandboxState:
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
     settled: dict[str, asyncio.Event] = field(default_factory=dict)
     rate_limited_once: set[tuple[str, str]] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -136,6 +214,14 @@ class TwilioError(Exception):
         return web.json_response(body, status=self.status, headers=headers)
 
 
+class _ApplicationError(Exception):
+    """The call's TwiML could not be used: a Debugger alert, not a failed call."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code, self.text = code, text
+
+
 SANDBOX: web.AppKey[_Sandbox] = web.AppKey("sandbox")
 
 
@@ -144,13 +230,16 @@ def create_sandbox_app(config: SandboxConfig) -> web.Application:
     app = web.Application()
     app[SANDBOX] = sandbox
     app.router.add_post(f"{API}/Messages.json", sandbox.create_message)
+    app.router.add_get(f"{API}/Messages.json", sandbox.read_messages)
     app.router.add_get(f"{API}/Messages/{{sid}}.json", sandbox.fetch_message)
     app.router.add_post(f"{API}/Calls.json", sandbox.create_call)
+    app.router.add_get(f"{API}/Calls.json", sandbox.read_calls)
     app.router.add_get(f"{API}/Calls/{{sid}}.json", sandbox.fetch_call)
     app.router.add_get("/sandbox/messages", sandbox.list_messages)
     app.router.add_get("/sandbox/calls", sandbox.list_calls)
     app.router.add_get("/sandbox/messages/{sid}", sandbox.show_message)
     app.router.add_get("/sandbox/calls/{sid}", sandbox.show_call)
+    app.router.add_get("/sandbox/alerts", sandbox.list_alerts)
     app.router.add_get("/sandbox/requests", sandbox.list_requests)
     app.router.add_post("/sandbox/reset", sandbox.reset)
     app.on_cleanup.append(sandbox.close)
@@ -168,55 +257,19 @@ class _Sandbox:
     async def create_message(self, request: web.Request) -> web.Response:
         try:
             form = await self._authorized_form(request, "Messages")
-            to, from_ = form.get("To", ""), form.get("From", "")
-            body, media = form.get("Body", ""), form.getall("MediaUrl", [])
-            service = form.get("MessagingServiceSid", "")
-            if not to:
-                raise TwilioError(400, 21604, "A 'To' phone number is required.")
-            if not (from_ or service):
-                raise TwilioError(400, 21603, "A 'From' phone number is required.")
-            if not (body or media):
-                raise TwilioError(400, 21602, "Message body is required.")
-            if len(body) > 1600:
-                raise TwilioError(
-                    400, 21617, "The concatenated message body exceeds the 1600 character limit."
-                )
-            _raise_magic(_MESSAGE_FROM_ERRORS, from_, to, from_)
-            _raise_magic(_MESSAGE_TO_ERRORS, to, to, from_)
-            await self._transport_magic(to, body)
+            self._check_message(form)
+            await self._transport_magic(form["To"], form.get("Body", ""))
         except TwilioError as error:
             return error.response()
-        sid = f"SM{uuid.uuid4().hex}"
-        now = _rfc2822()
-        message = {
-            "account_sid": self.config.account_sid,
-            "api_version": "2010-04-01",
-            "body": body,
-            "date_created": now,
-            "date_sent": None,
-            "date_updated": now,
-            "direction": "outbound-api",
-            "error_code": None,
-            "error_message": None,
-            "from": from_ or None,
-            "messaging_service_sid": service or None,
-            "num_media": str(len(media)),
-            "num_segments": str(segments(body)) if body else "1",
-            "price": None,
-            "price_unit": "USD",
-            "sid": sid,
-            "status": "accepted" if service else "queued",
-            "subresource_uris": {
-                "media": f"/2010-04-01/Accounts/{self.config.account_sid}/Messages/{sid}/Media.json"
-            },
-            "to": to,
-            "uri": f"/2010-04-01/Accounts/{self.config.account_sid}/Messages/{sid}.json",
-            "media_url": media,
-        }
-        self.state.messages[sid] = message
-        self.state.settled[sid] = asyncio.Event()
-        self._spawn(self._deliver_message(sid, form.get("StatusCallback", "")))
-        return web.json_response(_public(message), status=201)
+        message = self._new_message(form)
+        self.state.messages[message["sid"]] = message
+        self.state.settled[message["sid"]] = asyncio.Event()
+        self._spawn(self._deliver_message(message["sid"], form.get("StatusCallback", "")))
+        return _answer_created(request, message)
+
+    async def read_messages(self, request: web.Request) -> web.Response:
+        equal = {"To": "to", "From": "from"}
+        return await self._read(request, "Messages", self.state.messages, equal, MESSAGE_DATES)
 
     async def fetch_message(self, request: web.Request) -> web.Response:
         return await self._fetch(request, "Messages", self.state.messages)
@@ -224,53 +277,28 @@ class _Sandbox:
     async def create_call(self, request: web.Request) -> web.Response:
         try:
             form = await self._authorized_form(request, "Calls")
-            to, from_ = form.get("To", ""), form.get("From", "")
-            url, twiml = form.get("Url", ""), form.get("Twiml", "")
-            if not to:
-                raise TwilioError(400, 21201, "No 'To' number is specified")
-            if not from_:
-                raise TwilioError(400, 21213, "No 'From' number is specified")
-            if not (url or twiml):
-                raise TwilioError(400, 21205, "Url parameter is required.")
-            _raise_magic(_CALL_FROM_ERRORS, from_, to, from_)
-            _raise_magic(_CALL_TO_ERRORS, to, to, from_)
-            await self._transport_magic(to, url or twiml)
+            self._check_call(form)
+            await self._transport_magic(form["To"], form.get("Url") or form.get("Twiml", ""))
         except TwilioError as error:
             return error.response()
-        sid = f"CA{uuid.uuid4().hex}"
-        now = _rfc2822()
-        call = {
-            "account_sid": self.config.account_sid,
-            "answered_by": None,
-            "api_version": "2010-04-01",
-            "caller_name": None,
-            "date_created": now,
-            "date_updated": now,
-            "direction": "outbound-api",
-            "duration": None,
-            "end_time": None,
-            "from": from_,
-            "from_formatted": from_,
-            "parent_call_sid": None,
-            "price": None,
-            "price_unit": "USD",
-            "sid": sid,
-            "start_time": None,
-            "status": "queued",
-            "subresource_uris": {},
-            "to": to,
-            "to_formatted": to,
-            "uri": f"/2010-04-01/Accounts/{self.config.account_sid}/Calls/{sid}.json",
-            "twiml_request": None,
-            "heard": [],
-        }
-        self.state.calls[sid] = call
-        self.state.settled[sid] = asyncio.Event()
+        call = self._new_call(form)
+        self.state.calls[call["sid"]] = call
+        self.state.settled[call["sid"]] = asyncio.Event()
         # twilio-python repeats the parameter; Twilio also takes one space-separated value.
         events = {e for value in form.getall("StatusCallbackEvent", []) for e in value.split()}
+        # Only the events asked for; none asked for means `completed` only (spec).
         callback = _Callback(form.get("StatusCallback", ""), events or {"completed"})
-        self._spawn(self._run_call(sid, url, form.get("Method", "POST").upper(), twiml, callback))
-        return web.json_response(_public(call), status=201)
+        url, method = form.get("Url", ""), form.get("Method", "POST").upper()
+        # "If both twiml and url are provided then twiml parameter will be ignored" (spec).
+        inline = "" if url else form.get("Twiml", "")
+        self._spawn(self._run_call(call["sid"], url, method, inline, callback))
+        return _answer_created(request, call)
+
+    async def read_calls(self, request: web.Request) -> web.Response:
+        equal = {"To": "to", "From": "from", "Status": "status"}
+        return await self._read(
+            request, "Calls", self.state.calls, equal, CALL_DATES, {"Status": _CALL_STATUSES}
+        )
 
     async def fetch_call(self, request: web.Request) -> web.Response:
         return await self._fetch(request, "Calls", self.state.calls)
@@ -282,6 +310,10 @@ class _Sandbox:
 
     async def list_calls(self, request: web.Request) -> web.Response:
         return web.json_response({"calls": list(self.state.calls.values())})
+
+    async def list_alerts(self, request: web.Request) -> web.Response:
+        """What Twilio's Debugger would show (Monitor API Alert fields), oldest first."""
+        return web.json_response({"alerts": self.state.alerts})
 
     async def show_message(self, request: web.Request) -> web.Response:
         return await self._show(request, self.state.messages)
@@ -305,6 +337,7 @@ class _Sandbox:
         return {
             "messages": list(self.state.messages.values()),
             "calls": list(self.state.calls.values()),
+            "alerts": self.state.alerts,
         }
 
     async def list_requests(self, request: web.Request) -> web.Response:
@@ -320,32 +353,142 @@ class _Sandbox:
             task.cancel()
         await asyncio.gather(*self.state.tasks, return_exceptions=True)
 
+    # Validation -------------------------------------------------------------------------
+
+    def _check_message(self, form: Any) -> None:
+        to, from_, body = form.get("To", ""), form.get("From", ""), form.get("Body", "")
+        service = form.get("MessagingServiceSid", "")
+        if not to:
+            raise TwilioError(400, 21604, "A 'To' phone number is required.")
+        if not (from_ or service):
+            raise TwilioError(400, 21603, "A 'From' phone number is required.")
+        if not (body or form.getall("MediaUrl", [])):
+            raise TwilioError(400, 21602, "Message body is required.")
+        if len(body) > 1600:
+            raise TwilioError(
+                400, 21617, "The concatenated message body exceeds the 1600 character limit."
+            )
+        if service:
+            self._check_service(service)
+        if from_:
+            _raise_magic(_MESSAGE_FROM_ERRORS, from_, to, from_)
+            if from_ not in self.config.owned_numbers:
+                raise TwilioError(400, 21606, _SMS_SENDER_NOT_OWNED.format(from_=from_))
+        _raise_magic(_MESSAGE_TO_ERRORS, to, to, from_)
+
+    def _check_service(self, service: str) -> None:
+        # Codes from Twilio's error dictionary: 21705 "The Messaging Service is invalid" (does
+        # not match MG + 32 hex, twilio.com/docs/api/errors/21705) and 21701 "The Messaging
+        # Service does not exist" (or is another account's, /docs/api/errors/21701). Their
+        # HTTP status is not documented: 400, as for every other refused create here.
+        if not _SERVICE_SID.fullmatch(service):
+            raise TwilioError(400, 21705, f"The Messaging Service Sid {service} is invalid.")
+        if service not in self.config.messaging_services:
+            raise TwilioError(400, 21701, f"The Messaging Service Sid {service} does not exist.")
+
+    def _check_call(self, form: Any) -> None:
+        to, from_ = form.get("To", ""), form.get("From", "")
+        if not to:
+            raise TwilioError(400, 21201, "No 'To' number is specified")
+        if not from_:
+            raise TwilioError(400, 21213, "No 'From' number is specified")
+        if not (form.get("Url") or form.get("Twiml")):
+            raise TwilioError(400, 21205, "Url parameter is required.")
+        _raise_magic(_CALL_FROM_ERRORS, from_, to, from_)
+        if from_ not in self.config.owned_numbers:
+            raise TwilioError(400, 21210, _CALLER_NOT_OWNED.format(from_=from_))
+        _raise_magic(_CALL_TO_ERRORS, to, to, from_)
+
+    # Resources --------------------------------------------------------------------------
+
+    def _new_message(self, form: Any) -> dict[str, Any]:
+        sid, now, account = f"SM{uuid.uuid4().hex}", _rfc2822(), self.config.account_sid
+        body, media = form.get("Body", ""), form.getall("MediaUrl", [])
+        service = form.get("MessagingServiceSid", "")
+        return {
+            "account_sid": account,
+            "api_version": "2010-04-01",
+            "body": body,
+            "date_created": now,
+            "date_sent": None,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": form.get("From") or None,
+            "messaging_service_sid": service or None,
+            "num_media": str(len(media)),
+            # "When using a Messaging Service to send messages, num_segments will always be 0
+            # in Twilio's response to your API request" (Message resource docs; the spec's
+            # createWithMessagingService example says "1": the docs win).
+            "num_segments": "0" if service else _segment_count(body),
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            # A Messaging Service send starts `accepted` (docs: outbound message status in
+            # status callbacks; the spec's example says `queued`: the docs win).
+            "status": "accepted" if service else "queued",
+            "subresource_uris": {
+                "media": f"/2010-04-01/Accounts/{account}/Messages/{sid}/Media.json"
+            },
+            "to": form["To"],
+            "uri": f"/2010-04-01/Accounts/{account}/Messages/{sid}.json",
+            "media_url": media,
+        }
+
+    def _new_call(self, form: Any) -> dict[str, Any]:
+        sid, now, account = f"CA{uuid.uuid4().hex}", _rfc2822(), self.config.account_sid
+        return {
+            "account_sid": account,
+            "answered_by": None,
+            "api_version": "2010-04-01",
+            "caller_name": None,
+            "date_created": now,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "duration": None,
+            "end_time": None,
+            "from": form["From"],
+            "from_formatted": form["From"],
+            "parent_call_sid": None,
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "start_time": None,
+            "status": "queued",
+            "subresource_uris": {},
+            "to": form["To"],
+            "to_formatted": form["To"],
+            "uri": f"/2010-04-01/Accounts/{account}/Calls/{sid}.json",
+            "twiml_request": None,
+            "heard": [],
+        }
+
     # Internals ------------------------------------------------------------------------
 
     def _may_reach(self, url: str) -> bool:
-        host = URL(url, encoded=True).host or ""
-        return self.config.reach_internet or host in {"localhost", "::1"} or host.startswith("127.")
+        return may_reach(url, internet=self.config.reach_internet)
 
     async def _authorized_form(self, request: web.Request, resource: str) -> Any:
         form = await request.post()
         self.state.requests.append(
             {"method": request.method, "resource": resource, "to": form.get("To")}
         )
+        self._authorize(request)
+        return form
+
+    def _authorize(self, request: web.Request) -> None:
         if request.match_info["account"] != self.config.account_sid:
             raise TwilioError(404, 20404, "The requested resource was not found")
         if not self._credentials_ok(request):
             raise TwilioError(401, 20003, "Authenticate")
-        return form
 
     async def _fetch(
         self, request: web.Request, resource: str, store: dict[str, dict[str, Any]]
     ) -> web.Response:
         self.state.requests.append({"method": "GET", "resource": resource, "to": None})
         try:
-            if request.match_info["account"] != self.config.account_sid:
-                raise TwilioError(404, 20404, "The requested resource was not found")
-            if not self._credentials_ok(request):
-                raise TwilioError(401, 20003, "Authenticate")
+            self._authorize(request)
             sid = request.match_info["sid"]
             if sid not in store:
                 raise TwilioError(
@@ -354,6 +497,32 @@ class _Sandbox:
         except TwilioError as error:
             return error.response()
         return web.json_response(_public(store[sid]))
+
+    async def _read(
+        self,
+        request: web.Request,
+        resource: str,
+        store: dict[str, dict[str, Any]],
+        equal: Mapping[str, str],
+        dates: DateFilter,
+        choices: Mapping[str, frozenset[str]] | None = None,
+    ) -> web.Response:
+        """A list page as Twilio's list endpoints answer it (devhost.twilio_lists)."""
+        self.state.requests.append(
+            {"method": "GET", "resource": resource, "to": request.query.get("To")}
+        )
+        key = resource.lower()
+        try:
+            self._authorize(request)
+            query = parse_query(request.query, equal, dates, choices)
+            records = newest_first(list(store.values()), dates.field)
+            page = list_page(records, query, request.path, key)
+        except TwilioError as error:
+            return error.response()
+        except InvalidListQuery as invalid:  # Twilio's 20001 "Invalid parameter"
+            return TwilioError(400, 20001, str(invalid)).response()
+        page[key] = [_public(record) for record in page[key]]
+        return web.json_response(page)
 
     def _credentials_ok(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -389,59 +558,109 @@ class _Sandbox:
     async def _deliver_message(self, sid: str, callback_url: str) -> None:
         message = self.state.messages[sid]
         final, code, error = _MESSAGE_OUTCOMES.get(message["to"], ("delivered", None, None))
-        steps = (
-            [message["status"], "queued", "sent", final]
-            if final != "failed"
-            else [message["status"], "queued", final]
-        )
+        # "A status callback request is not sent for the initial status of a newly created
+        # Message resource" (docs: outbound message status in status callbacks), so the
+        # steps start after it: a Messaging Service's `accepted` moves on to `queued`.
+        steps = ["queued"] if message["status"] == "accepted" else []
+        steps += ["sent", final] if final != "failed" else [final]
         try:
-            for status in dict.fromkeys(steps):  # in order, without repeats
-                message.update(status=status, date_updated=_rfc2822())
+            for status in steps:
+                self._advance_message(message, status)
                 if status == final and code:
                     message.update(error_code=code, error_message=error)
                 if callback_url:
-                    await self._post_callback(message, callback_url, {
-                        "MessageSid": sid, "SmsSid": sid, "AccountSid": self.config.account_sid,
-                        "MessageStatus": status, "SmsStatus": status, "From": message["from"] or "",
-                        "To": message["to"], "ApiVersion": "2010-04-01",
-                        **({"ErrorCode": str(code)} if status == final and code else {}),
-                    })  # fmt: skip
+                    await self._post_callback(message, callback_url, self._message_params(message))
         finally:
             self.state.settled[sid].set()
+
+    def _advance_message(self, message: dict[str, Any], status: str) -> None:
+        now = _rfc2822()
+        message.update(status=status, date_updated=now)
+        if status == "queued" and message["messaging_service_sid"]:
+            # The service has picked a sender now: it shows in `from` and in the callbacks,
+            # and the segments can be counted.
+            message["from"] = message["from"] or self.config.service_sender
+            message["num_segments"] = _segment_count(message["body"])
+        if status == "sent":
+            message["date_sent"] = now
+
+    def _message_params(self, message: dict[str, Any]) -> dict[str, str]:
+        sid, status, service = message["sid"], message["status"], message["messaging_service_sid"]
+        return {
+            "MessageSid": sid, "SmsSid": sid, "AccountSid": self.config.account_sid,
+            "MessageStatus": status, "SmsStatus": status, "From": message["from"] or "",
+            "To": message["to"], "ApiVersion": "2010-04-01",
+            **({"MessagingServiceSid": service} if service else {}),
+            **({"ErrorCode": str(message["error_code"])} if message["error_code"] else {}),
+        }  # fmt: skip
 
     async def _run_call(
         self, sid: str, url: str, method: str, inline_twiml: str, callback: _Callback
     ) -> None:
         call = self.state.calls[sid]
         try:
-            for status, event in (("initiated", "initiated"), ("ringing", "ringing")):
-                call["status"] = status
-                await self._call_event(call, callback, event)
-            call["status"], call["start_time"] = "in-progress", _rfc2822()
-            await self._call_event(call, callback, "answered")
-            document = inline_twiml or await self._fetch_twiml(call, url, method)
-            if document is not None:
-                call["heard"] = _what_is_heard(document)
-                if call["heard"] is None:
-                    _fail(call, 12100, "Document parse failure")
-                else:
-                    call["status"], call["duration"] = "completed", "1"
+            # The Call resource has no `initiated` status (spec: call_enum_status); only the
+            # callback says so, while the resource stays `queued` until it rings.
+            call["start_time"] = _rfc2822()  # "empty if the call has not yet been dialed"
+            await self._call_event(call, callback, "initiated", "initiated")
+            call["status"] = "ringing"
+            await self._call_event(call, callback, "ringing", "ringing")
+            # `answered` arrives with CallStatus in-progress (twilio-java#321).
+            call["status"] = "in-progress"
+            await self._call_event(call, callback, "answered", "in-progress")
+            call["heard"] = await self._play(call, url, method, inline_twiml)
+            call["status"], call["duration"] = "completed", "1"
         except Exception:  # a sandbox bug must not leave the call hanging forever
             logger.exception("sandbox call %s failed", sid)
-            _fail(call, 11200, "HTTP retrieval failure")
+            call["status"] = "failed"
         finally:
             call["end_time"] = call["date_updated"] = _rfc2822()
             try:
-                await self._call_event(call, callback, "completed")
+                await self._call_event(call, callback, "completed", call["status"])
             finally:
                 self.state.settled[sid].set()
 
-    async def _call_event(self, call: dict[str, Any], callback: _Callback, event: str) -> None:
+    async def _play(
+        self, call: dict[str, Any], url: str, method: str, inline_twiml: str
+    ) -> list[dict[str, Any]]:
+        """What the callee hears. When the TwiML cannot be fetched or read, the call was
+        answered already: Twilio plays its application-error message, the call ends
+        normally and the error goes to the Debugger (Twilio docs: availability and
+        reliability; errors 11200, 12100, 12102, 12300)."""
+        try:
+            document = inline_twiml or await self._fetch_twiml(call, url, method)
+            return _what_is_heard(document)
+        except _ApplicationError as failure:
+            self._alert(call, failure)
+            return [{"verb": "Say", "text": APPLICATION_ERROR}]
+
+    def _alert(self, call: dict[str, Any], failure: _ApplicationError) -> None:
+        """A Debugger alert, shaped like the Monitor API's Alert resource."""
+        fetched = call["twiml_request"] or {}
+        self.state.alerts.append(
+            {
+                "sid": f"NO{uuid.uuid4().hex}",
+                "account_sid": self.config.account_sid,
+                "alert_text": failure.text,
+                "api_version": "2010-04-01",
+                "date_created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "error_code": str(failure.code),  # a string in the Monitor API
+                "log_level": "error",
+                "more_info": f"https://www.twilio.com/docs/errors/{failure.code}",
+                "request_method": fetched.get("method"),
+                "request_url": fetched.get("url"),
+                "resource_sid": call["sid"],
+            }
+        )
+
+    async def _call_event(
+        self, call: dict[str, Any], callback: _Callback, event: str, call_status: str
+    ) -> None:
         if not callback.url or event not in callback.events:
             return
         params = {
             "CallSid": call["sid"], "AccountSid": self.config.account_sid,
-            "CallStatus": call["status"], "From": call["from"], "To": call["to"],
+            "CallStatus": call_status, "From": call["from"], "To": call["to"],
             "Direction": "outbound-api", "ApiVersion": "2010-04-01",
             "Timestamp": _rfc2822(), "SequenceNumber": str(len(call.get("callbacks", []))),
         }  # fmt: skip
@@ -473,7 +692,8 @@ class _Sandbox:
             answer = type(exc).__name__
         resource.setdefault("callbacks", []).append({"status": status, "response": answer})
 
-    async def _fetch_twiml(self, call: dict[str, Any], url: str, method: str) -> str | None:
+    async def _fetch_twiml(self, call: dict[str, Any], url: str, method: str) -> str:
+        """The TwiML document at `url`, fetched as Twilio does; _ApplicationError if unusable."""
         params = {
             "AccountSid": self.config.account_sid,
             "ApiVersion": "2010-04-01",
@@ -496,8 +716,7 @@ class _Sandbox:
         call["twiml_request"] = record
         if not self._may_reach(url):
             record["error"] = NOT_REACHED
-            _fail(call, 11200, "HTTP retrieval failure")
-            return None
+            raise _ApplicationError(11200, f"An attempt to retrieve content from {url} failed")
         timeout = aiohttp.ClientTimeout(total=TWILIO_TIMEOUT_SECONDS)
         try:
             async with (
@@ -516,15 +735,40 @@ class _Sandbox:
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
             record["error"] = type(exc).__name__
-            _fail(call, 11200, "HTTP retrieval failure")
-            return None
+            raise _ApplicationError(
+                11200, f"An attempt to retrieve content from {url} failed"
+            ) from None
         if response.status != 200:
-            _fail(call, 11200, "HTTP retrieval failure")
-            return None
+            # The Debugger's wording (voice-quickstart-ios#453).
+            raise _ApplicationError(
+                11200,
+                f"An attempt to retrieve content from {url} returned the HTTP status code "
+                f"{response.status}",
+            )
         if response.content_type not in {"application/xml", "text/xml"}:
-            _fail(call, 12300, "Invalid Content-Type")
-            return None
+            raise _ApplicationError(12300, f"Invalid Content-Type: {response.content_type}")
         return text
+
+
+def _answer_created(request: web.Request, resource: dict[str, Any]) -> web.Response:
+    """201 with the resource, unless its To is a sandbox lost-answer number: the resource
+    exists either way, as when Twilio's answer is lost on its way back."""
+    if resource["to"] == CREATED_THEN_500:
+        return TwilioError(500, 20500, "Internal Server Error").response()
+    if resource["to"] == CREATED_THEN_RESET:
+        _reset_connection(request)
+    return web.json_response(_public(resource), status=201)
+
+
+def _reset_connection(request: web.Request) -> None:
+    """Drop the connection with a TCP reset (SO_LINGER 0), after the request was read."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 def _raise_magic(table: dict[str, tuple[int, int, str]], number: str, to: str, from_: str) -> None:
@@ -533,13 +777,17 @@ def _raise_magic(table: dict[str, tuple[int, int, str]], number: str, to: str, f
         raise TwilioError(status, code, message.format(to=to, from_=from_))
 
 
-def _what_is_heard(document: str) -> list[dict[str, Any]] | None:
+def _segment_count(body: str) -> str:
+    return str(segments(body)) if body else "1"
+
+
+def _what_is_heard(document: str) -> list[dict[str, Any]]:
     try:
         root = ET.fromstring(document)
     except ET.ParseError:
-        return None
+        raise _ApplicationError(12100, "Document parse failure") from None
     if root.tag != "Response":
-        return None
+        raise _ApplicationError(12102, "The root element must be Response")
     heard: list[dict[str, Any]] = []
     for verb in root:
         if verb.tag == "Say":
@@ -549,10 +797,6 @@ def _what_is_heard(document: str) -> list[dict[str, Any]] | None:
         else:
             heard.append({"verb": verb.tag, **verb.attrib})
     return heard
-
-
-def _fail(call: dict[str, Any], code: int, message: str) -> None:
-    call.update(status="failed", error_code=code, error_message=message)
 
 
 def _public(resource: dict[str, Any]) -> dict[str, Any]:

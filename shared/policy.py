@@ -114,14 +114,16 @@ def _allowed_senders(settings: Settings) -> frozenset[str]:
     default = _configured_number(settings)
     if default:
         senders.add(default.e164)
-    for entry in settings.allowed_senders:
+    for entry in settings.allowed_senders:  # E.164 or MG SIDs already (load_settings)
         if entry.startswith("MG"):
             senders.add(entry)
             continue
-        try:
+        try:  # E.164 in shape; only phonenumbers knows whether such a number exists
             senders.add(to_e164(entry).e164)
         except InvalidPhoneNumber:
-            raise InvalidSetting("TWILIO_ALLOWED_SENDERS", "E.164 numbers or MG SIDs") from None
+            raise InvalidSetting(
+                "TWILIO_ALLOWED_SENDERS", "E.164 numbers or Messaging Service SIDs (MG…)"
+            ) from None
     return frozenset(senders)
 
 

@@ -27,6 +27,10 @@ CALLER_AUTH_MODES: tuple[CallerAuth, ...] = ("function-key", "easyauth", "jwt")
 _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 _API_KEY_SID = re.compile(r"SK[0-9a-fA-F]{32}")
 _MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
+# E.164: "+", then at most 15 digits, the country code not starting with 0. The shape only:
+# whether the number exists is phonenumbers' to say (shared.policy), which stays off the
+# TwiML and status-callback paths that load settings too (cold start).
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 _REGION = re.compile(r"[A-Z]{2}")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -168,7 +172,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         messaging_service_sid=env.matching(
             "TWILIO_MESSAGING_SERVICE_SID", _MESSAGING_SERVICE_SID, "a Messaging Service SID (MG…)"
         ),
-        allowed_senders=env.csv("TWILIO_ALLOWED_SENDERS"),
+        allowed_senders=_allowed_senders(env),
         allowed_countries=tuple(c.upper() for c in countries if c != "*"),
         allow_all_countries="*" in countries,
         sms_number_types=_number_types(env, "SMS_NUMBER_TYPES"),
@@ -273,6 +277,17 @@ def _hostnames(env: _Env, key: str) -> tuple[str, ...]:
 def _caller_auth(env: _Env) -> CallerAuth:
     value = env.choice("CALLER_AUTH", CALLER_AUTH_MODES, "function-key")
     return next(mode for mode in CALLER_AUTH_MODES if mode == value)
+
+
+def _allowed_senders(env: _Env) -> tuple[str, ...]:
+    senders = env.csv("TWILIO_ALLOWED_SENDERS")
+    for sender in senders:
+        expected = _MESSAGING_SERVICE_SID if sender.startswith("MG") else _E164
+        if not expected.fullmatch(sender):
+            raise InvalidSetting(
+                "TWILIO_ALLOWED_SENDERS", "E.164 numbers or Messaging Service SIDs (MG…)"
+            )
+    return senders
 
 
 def _jwt_algorithms(env: _Env) -> tuple[str, ...]:

@@ -27,8 +27,9 @@ import requests
 from devhost.sandbox import SandboxConfig, create_sandbox_app
 from devhost.serving import BackgroundServer
 from shared.clock import use_clock
-from shared.settings import get_settings
+from shared.settings import Secret, Settings, get_settings
 from shared.state import _store_for
+from shared.twilio_client import build_client
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_SID = "AC" + "0" * 32
@@ -37,6 +38,10 @@ PUBLIC_BASE_URL = "https://functions.example.com"
 VALID_FROM = "+15005550006"
 VALID_TO = "+14155550100"
 TEST_NUMBER_PREFIX = "+1500555"
+# What the test account owns besides VALID_FROM: the sandbox refuses any other sender, as
+# Twilio does (21606, 21210, 21701).
+OTHER_FROM = "+14155550199"
+MG_SID = "MG" + "a" * 32
 APP_SETTING_KEYS = (
     "TWILIO_ACCOUNT_SID",
     "TWILIO_AUTH_TOKEN",
@@ -161,6 +166,9 @@ class Sandbox:
     def requests(self) -> list[dict[str, Any]]:
         return list(self.get("/sandbox/requests")["requests"])
 
+    def alerts(self) -> list[dict[str, Any]]:
+        return list(self.get("/sandbox/alerts")["alerts"])
+
     def settled_call(self, sid: str) -> dict[str, Any]:
         call: dict[str, Any] = self.get(f"/sandbox/calls/{sid}?wait=10")
         return call
@@ -171,7 +179,13 @@ class Sandbox:
 
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[Sandbox]:
-    config = SandboxConfig(ACCOUNT_SID, AUTH_TOKEN, slow_seconds=2.0)
+    config = SandboxConfig(
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+        slow_seconds=2.0,
+        owned_numbers=frozenset({VALID_FROM, OTHER_FROM}),
+        messaging_services=frozenset({MG_SID}),
+    )
     server = BackgroundServer(create_sandbox_app(config)).start()
     yield Sandbox(server.url)
     server.stop()
@@ -181,6 +195,17 @@ def sandbox_server() -> Iterator[Sandbox]:
 def sandbox(sandbox_server: Sandbox) -> Sandbox:
     sandbox_server.reset()
     return sandbox_server
+
+
+@pytest.fixture
+def twilio_client(sandbox: Sandbox) -> Any:
+    """The unchanged twilio library, pointed at the sandbox the way the app points it."""
+    settings = Settings(
+        account_sid=ACCOUNT_SID,
+        auth_token=Secret(AUTH_TOKEN),
+        twilio_api_base_url=sandbox.url,
+    )
+    return build_client(settings)
 
 
 SetEnv = Callable[..., None]

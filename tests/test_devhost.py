@@ -11,10 +11,10 @@ import requests
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from devhost.__main__ import load_local_settings
+from devhost.__main__ import load_local_settings, sandbox_config
 from devhost.host import _decoded_path, compile_route, from_rpc_http, to_rpc_http
 from devhost.rpc import messages as rpc
-from tests.conftest import VALID_TO, DevHost
+from tests.conftest import VALID_TO, DevHost, start_devhost
 
 
 def test_health_in_sandbox_mode(devhost: DevHost) -> None:
@@ -59,6 +59,12 @@ def test_call_fetches_signed_twiml_and_records_what_is_heard(devhost: DevHost) -
     ]
 
 
+def test_console_state_lists_the_debugger_alerts(devhost: DevHost) -> None:
+    state = requests.get(f"{devhost.url}/sandbox/state", timeout=10).json()
+    assert set(state) == {"messages", "calls", "alerts"}
+    assert state["alerts"] == devhost.sandbox.alerts()
+
+
 def test_unsigned_twiml_request_is_403(devhost: DevHost) -> None:
     response = requests.get(f"{devhost.url}/api/TwiML?message=hi", timeout=10)
     assert response.status_code == 403
@@ -98,6 +104,53 @@ def test_sandbox_requires_twilio_credentials(devhost: DevHost) -> None:
         "more_info": "https://www.twilio.com/docs/errors/20003",
         "status": 401,
     }
+
+
+def test_sandbox_mode_owns_the_configured_senders() -> None:
+    config = sandbox_config(
+        "token",
+        False,
+        {
+            "TWILIO_FROM_NUMBER": "+1 415 555 0123",
+            "TWILIO_MESSAGING_SERVICE_SID": "MG" + "c" * 32,
+            "TWILIO_ALLOWED_SENDERS": "+14155550124, MG" + "d" * 32 + ",+1 nonsense",
+        },
+    )
+    assert (config.owned_numbers, config.messaging_services, config.service_sender) == (
+        frozenset({"+15005550006", "+14155550123", "+14155550124"}),
+        frozenset({"MG" + "c" * 32, "MG" + "d" * 32}),
+        "+14155550123",
+    )
+    bare = sandbox_config("token", True, {})
+    assert (bare.owned_numbers, bare.messaging_services, bare.service_sender) == (
+        frozenset({"+15005550006"}),
+        frozenset(),
+        "+15005550006",
+    )
+    assert bare.reach_internet is True
+
+
+def test_sandbox_mode_sends_from_every_configured_sender() -> None:
+    service = "MG" + "c" * 32
+    host = start_devhost(
+        {"TWILIO_FROM_NUMBER": "+14155550123", "TWILIO_ALLOWED_SENDERS": f"+14155550124,{service}"}
+    )
+    try:
+        answers = [
+            requests.post(f"{host.url}/api/SendSms", json=payload, timeout=10)
+            for payload in (
+                {"to": VALID_TO, "body": "x"},
+                {"to": VALID_TO, "body": "x", "from": "+14155550124"},
+                {"to": VALID_TO, "body": "x", "from": service},
+            )
+        ]
+        assert [(a.status_code, a.json()["from"]) for a in answers] == [
+            (201, "+14155550123"),
+            (201, "+14155550124"),
+            (201, None),  # a Messaging Service picks its sender after the answer
+        ]
+    finally:
+        host.stop()
 
 
 def test_local_settings_values_load_but_the_environment_wins(

@@ -8,6 +8,8 @@ import pytest
 
 from tests.conftest import (
     ACCOUNT_SID,
+    MG_SID,
+    OTHER_FROM,
     VALID_FROM,
     VALID_TO,
     Handler,
@@ -19,7 +21,6 @@ from tests.conftest import (
 )
 
 URL = "https://functions.example.com/api/SendSms"
-MG_SID = "MG" + "a" * 32
 
 
 @pytest.fixture
@@ -82,9 +83,46 @@ def test_messaging_service_is_the_default_sender_without_a_number(
 def test_caller_chosen_sender_from_the_allowed_list(
     send_sms: Handler, app_env: SetEnv, sandbox: Sandbox
 ) -> None:
-    app_env(TWILIO_ALLOWED_SENDERS="+1 415 555 0199")
-    status, body = call(send_sms, {"to": VALID_TO, "body": "x", "from": "+14155550199"})
-    assert (status, body["from"]) == (201, "+14155550199")
+    app_env(TWILIO_ALLOWED_SENDERS=OTHER_FROM)
+    status, body = call(send_sms, {"to": VALID_TO, "body": "x", "from": "+1 415 555 0199"})
+    assert (status, body["from"]) == (201, OTHER_FROM)
+
+
+def test_an_allowed_sender_twilio_says_we_do_not_own_is_a_terse_500(
+    send_sms: Handler, app_env: SetEnv, sandbox: Sandbox
+) -> None:
+    app_env(TWILIO_ALLOWED_SENDERS="+14155550123")
+    status, body = call(send_sms, {"to": VALID_TO, "body": "x", "from": "+14155550123"})
+    assert (status, body["title"], body["twilioCode"]) == (500, "Server misconfigured", 21606)
+    assert sandbox.messages() == []
+
+
+def test_a_malformed_allowed_sender_is_500_naming_the_setting(
+    send_sms: Handler, app_env: SetEnv, sandbox: Sandbox
+) -> None:
+    app_env(TWILIO_ALLOWED_SENDERS="MG123")
+    assert call(send_sms, {"to": VALID_TO, "body": "x"}) == (
+        500,
+        {
+            "type": "urn:twilio-functions:problem:misconfigured",
+            "title": "Server misconfigured",
+            "status": 500,
+            "detail": "The server is misconfigured: setting TWILIO_ALLOWED_SENDERS must be "
+            "E.164 numbers or Messaging Service SIDs (MG…).",
+            "setting": "TWILIO_ALLOWED_SENDERS",
+        },
+    )
+    assert sandbox.requests() == []
+
+
+def test_an_allowed_sender_that_is_no_phone_number_is_500_naming_the_setting(
+    send_sms: Handler, app_env: SetEnv, sandbox: Sandbox
+) -> None:
+    # E.164 in shape (load_settings accepts it), but phonenumbers knows no such number.
+    app_env(TWILIO_ALLOWED_SENDERS="+10000000000")
+    status, body = call(send_sms, {"to": VALID_TO, "body": "x", "from": OTHER_FROM})
+    assert (status, body["setting"]) == (500, "TWILIO_ALLOWED_SENDERS")
+    assert sandbox.requests() == []
 
 
 def test_sender_not_allowed(send_sms: Handler, sandbox: Sandbox) -> None:

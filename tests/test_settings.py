@@ -77,6 +77,13 @@ def test_lists_and_flags_are_parsed() -> None:
         ("NUMBER_TYPE_EXCEPTIONS", "44,+1"),
         ("TWIML_ALLOWED_HOSTS", "evil.example\\@twimlets.com"),
         ("TWIML_ALLOWED_HOSTS", "https://twimlets.com"),
+        ("TWILIO_ALLOWED_SENDERS", "MG123"),
+        ("TWILIO_ALLOWED_SENDERS", "MG" + "g" * 32),
+        ("TWILIO_ALLOWED_SENDERS", "+14155550199,4155550199"),
+        ("TWILIO_ALLOWED_SENDERS", "+1 415 555 0199"),
+        ("TWILIO_ALLOWED_SENDERS", "+04155550199"),
+        ("TWILIO_ALLOWED_SENDERS", "+1415555019912345"),
+        ("TWILIO_ALLOWED_SENDERS", "alice"),
     ],
 )
 def test_invalid_values_name_their_key_but_not_the_value(key: str, value: str) -> None:
@@ -137,6 +144,24 @@ def test_get_settings_is_cached_until_cleared(monkeypatch: pytest.MonkeyPatch) -
     get_settings.cache_clear()
     assert get_settings().twilio_timeout == 4.0
     get_settings.cache_clear()
+
+
+def test_allowed_senders_are_checked_without_loading_phonenumbers() -> None:
+    # Settings load on the TwiML and status-callback paths too, which never need it.
+    code = (
+        "import sys; from shared.settings import load_settings;"
+        "s = load_settings({'TWILIO_ALLOWED_SENDERS': '+14155550199, MG' + 'a' * 32});"
+        "print(*s.allowed_senders, 'phonenumbers' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.split() == ["+14155550199", "MG" + "a" * 32, "False"]
 
 
 def test_importing_the_app_reads_no_settings_and_no_rest_client() -> None:

@@ -30,7 +30,7 @@ function renderMessage(message) {
   return card;
 }
 
-function renderCall(call) {
+function renderCall(call, alerts) {
   const card = element("li", "call");
   card.dataset.sid = call.sid;
   const meta = element("div", "meta");
@@ -46,7 +46,10 @@ function renderCall(call) {
     details.append(element("summary", "", `TwiML from ${call.twiml_request.url}`), element("pre", "", call.twiml_request.body || call.twiml_request.error || ""));
     card.append(details);
   }
-  if (call.error_code) card.append(element("div", "meta", `error ${call.error_code}: ${call.error_message}`));
+  // A TwiML failure is not the call's status: Twilio reports it in its Debugger.
+  for (const alert of alerts.filter((a) => a.resource_sid === call.sid)) {
+    card.append(element("div", "meta", `Debugger: error ${alert.error_code}: ${alert.alert_text}`));
+  }
   return card;
 }
 
@@ -63,7 +66,7 @@ async function refresh() {
     const response = await fetch("/sandbox/state");
     const state = await response.json();
     renderList($("#messages"), state.messages, renderMessage, "No messages yet.");
-    renderList($("#calls"), state.calls, renderCall, "No calls yet.");
+    renderList($("#calls"), state.calls, (call) => renderCall(call, state.alerts), "No calls yet.");
   } catch (error) {
     console.warn("sandbox console: refresh failed", error);
   }
