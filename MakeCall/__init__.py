@@ -5,6 +5,8 @@ Honours Idempotency-Key; answers 429 over a limit.
 
 from __future__ import annotations
 
+from typing import Any
+
 import azure.functions as func
 
 from shared import calls
@@ -12,13 +14,13 @@ from shared.caller import identify_caller
 from shared.http_io import (
     MOBILE_MAX_BYTES,
     error_boundary,
-    json_response,
     read_fields,
     require_method,
 )
-from shared.idempotency import idempotent
+from shared.idempotency import Creation, idempotent
 from shared.settings import get_settings
 from shared.state import get_store
+from shared.store import Attempt
 from shared.twilio_client import get_client
 
 bp = func.Blueprint()
@@ -35,9 +37,14 @@ def make_call(req: func.HttpRequest) -> func.HttpResponse:
     fields = read_fields(req, MOBILE_MAX_BYTES)
     request = calls.parse_call_request(fields, settings)
 
-    def place() -> func.HttpResponse:
-        client = get_client(settings)
-        result = calls.place_call(request, settings, client, store, caller.id)
-        return json_response(result, status_code=201)
+    # The Twilio client is built on first use: requests refused earlier never need it.
+    def create(attempt: Attempt) -> dict[str, Any]:
+        return calls.place_call(
+            request, settings, get_client(settings), store, caller.id, attempt=attempt
+        )
 
-    return idempotent(req, "MakeCall", fields, store, settings, caller.id, place)
+    def find(attempt: Attempt) -> dict[str, Any] | None:
+        return calls.find_placed(get_client(settings), store, caller.id, attempt)
+
+    creation = Creation(calls.intent(request), create, find)
+    return idempotent(req, "MakeCall", fields, store, settings, caller.id, creation)

@@ -5,6 +5,8 @@ Honours Idempotency-Key; answers 429 over a limit and 409 for opted-out recipien
 
 from __future__ import annotations
 
+from typing import Any
+
 import azure.functions as func
 
 from shared import messaging
@@ -12,13 +14,13 @@ from shared.caller import identify_caller
 from shared.http_io import (
     MOBILE_MAX_BYTES,
     error_boundary,
-    json_response,
     read_fields,
     require_method,
 )
-from shared.idempotency import idempotent
+from shared.idempotency import Creation, idempotent
 from shared.settings import get_settings
 from shared.state import get_store
+from shared.store import Attempt
 from shared.twilio_client import get_client
 
 bp = func.Blueprint()
@@ -37,9 +39,14 @@ def send_sms(req: func.HttpRequest) -> func.HttpResponse:
     fields = read_fields(req, MOBILE_MAX_BYTES)
     request = messaging.parse_sms_request(fields, settings)
 
-    def send() -> func.HttpResponse:
-        client = get_client(settings)
-        result = messaging.send_sms(request, settings, client, store, caller.id)
-        return json_response(result, status_code=201)
+    # The Twilio client is built on first use: requests refused earlier never need it.
+    def create(attempt: Attempt) -> dict[str, Any]:
+        return messaging.send_sms(
+            request, settings, get_client(settings), store, caller.id, attempt=attempt
+        )
 
-    return idempotent(req, "SendSms", fields, store, settings, caller.id, send)
+    def find(attempt: Attempt) -> dict[str, Any] | None:
+        return messaging.find_sent(get_client(settings), store, caller.id, attempt)
+
+    creation = Creation(messaging.intent(request), create, find)
+    return idempotent(req, "SendSms", fields, store, settings, caller.id, creation)

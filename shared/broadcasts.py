@@ -9,23 +9,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from twilio.base.exceptions import TwilioRestException
 
-from shared import clock, messaging, policy
+from shared import clock, idempotency, messaging, policy
 from shared.broadcast_orchestration import BROADCAST_ORCHESTRATOR, OUTCOMES, tally
 from shared.deliveries import now
 from shared.errors import AppError, ServiceUnavailable, ValidationFailed
-from shared.idempotency import KEY_HEADER, KEY_TTL_SECONDS, LEASE_SECONDS, request_fingerprint
+from shared.idempotency import KEY_HEADER, request_fingerprint
 from shared.limits import enforce_limits
 from shared.phone import InvalidPhoneNumber, PhoneNumber, to_e164
+from shared.reconcile import content_digest
 from shared.settings import Settings
-from shared.store import BroadcastRecord, Store, StoredResponse
+from shared.store import Attempt, BroadcastRecord, Store, StoredResponse
 from shared.validation import Errors, decode
 
 if TYPE_CHECKING:
@@ -204,23 +204,28 @@ def send_to_recipient(
     transient ones raise (and release the recipient's key) so the activity is retried."""
     broadcast_id, index, to = payload["id"], int(payload["index"]), payload["to"]
     scope, key = f"broadcast:{broadcast_id}", str(index)
-    claim = store.claim_key(scope, key, "recipient", time.time(), KEY_TTL_SECONDS, LEASE_SECONDS)
-    if claim.state == "done" and claim.response is not None:
-        result: dict[str, Any] = json.loads(claim.response.body)  # a replay: never send twice
+    record = store.broadcast(broadcast_id)
+    now = clock.now()
+    sender = (record.messaging_service_sid or record.from_number or "") if record else ""
+    body = record.body if record else None
+    attempt = Attempt("message", to, sender, content_digest(body), now, f"{broadcast_id}:{index}")
+    state, claimed = idempotency.claim(store, scope, key, "recipient", attempt, now)
+    if state == "done" and claimed is not None and claimed.response is not None:
+        result: dict[str, Any] = json.loads(claimed.response.body)  # a replay: never send twice
         return result
-    if claim.state != "new":
+    if state != "new":
         raise TransientSendError("another attempt for this recipient is still running")
     result = {"index": index, "to": to}
-    record = store.broadcast(broadcast_id)
     try:
         if record is None or record.cancelled:
             result["status"] = "canceled"
         else:
             result.update(_send(record, to, settings, store, client))
     except (TransientSendError, ServiceUnavailable):
-        store.release_key(scope, key)
+        idempotency.settle(store, scope, key, attempt, lambda r: replace(r, expires_at=0.0))
         raise
-    store.finish_key(scope, key, StoredResponse(200, json.dumps(result), "application/json"))
+    stored = StoredResponse(200, json.dumps(result), "application/json")
+    idempotency.settle(store, scope, key, attempt, lambda r: replace(r, response=stored))
     store.record_recipient_result(broadcast_id, index, result)
     return result
 

@@ -13,8 +13,9 @@ from shared.deliveries import CALL_EVENTS, remember_created, status_callback_url
 from shared.limits import check_before_send
 from shared.messaging import parse_number
 from shared.phone import PhoneNumber, mask
+from shared.reconcile import find_created
 from shared.settings import Settings
-from shared.store import Store
+from shared.store import Attempt, Store
 from shared.twilio_client import with_rate_limit_retry
 from shared.validation import Errors, decode
 from shared.webhooks import function_url
@@ -86,8 +87,18 @@ def _check_twiml_url_renders(url: str, settings: Settings) -> None:
     twiml.render(speech)  # raises if the document could not be built
 
 
+def intent(request: CallRequest) -> Attempt:
+    """What placing `request` asks Twilio for, to recognise it later in Twilio's list."""
+    return Attempt("call", request.to.e164, request.from_number, "", 0.0, "")
+
+
 def place_call(
-    request: CallRequest, settings: Settings, client: Client, store: Store, caller: str
+    request: CallRequest,
+    settings: Settings,
+    client: Client,
+    store: Store,
+    caller: str,
+    attempt: Attempt | None = None,
 ) -> dict[str, Any]:
     to = request.to.e164
     check_before_send(store, settings, caller=caller, destination=to, sms=False, now=clock.now())
@@ -97,6 +108,26 @@ def place_call(
         options.update(status_callback=callback, status_callback_event=list(CALL_EVENTS))
     call = with_rate_limit_retry(settings, lambda: client.calls.create(**options))
     logger.info("Call %s to %s: %s", call.sid, mask(to), call.status)
-    remember_created(store, "call", call.sid, caller=caller, to=to, status=call.status)
+    return _remember_placed(store, call, caller, attempt)
+
+
+def find_placed(
+    client: Client, store: Store, caller: str, attempt: Attempt
+) -> dict[str, Any] | None:
+    """The call `attempt` created, if Twilio has it (its answer was lost)."""
+    call = find_created(client, store, attempt)
+    if call is None:
+        return None
+    logger.info("Call %s to %s found at Twilio after a lost answer", call.sid, mask(attempt.to))
+    return _remember_placed(store, call, caller, attempt)
+
+
+def _remember_placed(
+    store: Store, call: Any, caller: str, attempt: Attempt | None
+) -> dict[str, Any]:
+    remember_created(
+        store, "call", call.sid, caller=caller, to=call.to, status=call.status,
+        attempt=attempt.owner if attempt else None,
+    )  # fmt: skip
     # twilio-python names this attribute `_from` on calls (but `from_` on messages).
     return {"sid": call.sid, "status": call.status, "to": call.to, "from": call._from}

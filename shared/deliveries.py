@@ -25,17 +25,26 @@ def status_callback_url(settings: Settings) -> str | None:
 
 
 def remember_created(
-    store: Store, kind: Kind, sid: str, *, caller: str, to: str, status: str
+    store: Store,
+    kind: Kind,
+    sid: str,
+    *,
+    caller: str,
+    to: str,
+    status: str,
+    attempt: str | None = None,
 ) -> None:
-    """Record that `caller` created `sid`. Twilio already accepted it: never fail the request."""
+    """Record that `caller` created `sid` (under the key digest `attempt`). Twilio already
+    accepted it: never fail the request."""
     try:
         store.update_delivery(
             kind,
             sid,
             lambda current: claim(
-                current, kind, sid, caller=caller, to=to, status=status, at=now()
+                current, kind, sid, caller=caller, to=to, status=status, at=now(),
+                attempt=attempt,
             ),
-        )
+        )  # fmt: skip
     except StoreUnavailable:
         logger.error(
             "Could not record %s %s to %s: its status will not be tracked", kind, sid, mask(to)

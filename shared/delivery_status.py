@@ -43,6 +43,7 @@ class Delivery:
     caller: str | None = None  # who created it through us; None: only Twilio has told us of it
     to: str | None = None
     created_at: str | None = field(default=None)
+    attempt: str | None = None  # the Idempotency-Key (its digest) it was created under
 
 
 def advance(current: Delivery | None, kind: Kind, sid: str, event: StatusEvent) -> Delivery | None:
@@ -67,12 +68,22 @@ def advance(current: Delivery | None, kind: Kind, sid: str, event: StatusEvent) 
 
 
 def claim(
-    current: Delivery | None, kind: Kind, sid: str, *, caller: str, to: str, status: str, at: str
+    current: Delivery | None,
+    kind: Kind,
+    sid: str,
+    *,
+    caller: str,
+    to: str,
+    status: str,
+    at: str,
+    attempt: str | None = None,
 ) -> Delivery:
     """Mark a SID as created by `caller` through us, keeping callbacks that beat us to it."""
     event = StatusEvent(status=status, at=at)
     if current is None:
-        return Delivery(kind, sid, status, (event,), caller=caller, to=to, created_at=at)
+        return Delivery(
+            kind, sid, status, (event,), caller=caller, to=to, created_at=at, attempt=attempt
+        )
     # Callbacks beat us to it: keep their (later) status, but let the history start at
     # the status Twilio answered the create with, so it reads the same whoever came first.
     ranks = _RANKS[kind]
@@ -80,7 +91,7 @@ def claim(
     history = current.history
     if status in ranks and ranks[status] < ranks.get(first, -1):
         history = (event, *history)
-    return replace(current, history=history, caller=caller, to=to, created_at=at)
+    return replace(current, history=history, caller=caller, to=to, created_at=at, attempt=attempt)
 
 
 def _moves_forward(ranks: dict[str, int], old: str, new: str) -> bool:

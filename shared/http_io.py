@@ -45,7 +45,7 @@ def check_body_size(req: func.HttpRequest, max_bytes: int) -> None:
             f"The body is {size} bytes; this route accepts at most {max_bytes}.",
             status_code=413,
             title="Payload Too Large",
-            extra={"rule": "body-size", "limit": max_bytes},
+            extra={"rule": "body-size", "maxBytes": max_bytes},
         )
 
 

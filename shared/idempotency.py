@@ -1,8 +1,16 @@
-"""Idempotency-Key (IETF httpapi idempotency-key draft) for creates that must happen once.
+"""Idempotency-Key (IETF httpapi idempotency-key draft): a create happens at most once.
 
 A mobile app on a flaky network retries. With the same key and the same request within
 24 hours it gets the first answer again and Twilio is asked once; a different request
-under the same key is 422; a repeat while the first is still running is 409.
+under the same key is 422.
+
+Twilio's creates take no idempotency key, so a create whose answer was lost (a timeout,
+a connection reset after the request went out, a Twilio 5xx, a crash of this process)
+has an unknown outcome. Its key stays claimed, with what was asked for and when, and a
+retry asks Twilio (shared/reconcile.py): if the message or call exists, the retry gets
+it as the answer; only when Twilio provably has none is it sent again. A repeat while
+the first attempt still runs is 409 with Retry-After; so is a retry of an unknown
+outcome that Twilio might still be processing.
 """
 
 from __future__ import annotations
@@ -10,26 +18,44 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
+import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import azure.functions as func
 
-from shared.errors import AppError, BadRequest
-from shared.http_io import as_response
+from shared import clock, twilio_errors
+from shared.errors import AppError
+from shared.http_io import failure_response, json_response
 from shared.settings import Settings
-from shared.store import Store, StoredResponse, StoreUnavailable
+from shared.store import Attempt, IdempotencyRecord, Store, StoredResponse, StoreUnavailable
 
 KEY_HEADER = "Idempotency-Key"
 KEY_TTL_SECONDS = 24 * 3600
-# Longer than any invocation can live (host.json functionTimeout is 2 minutes): after
-# this, a key whose holder never finished is presumed abandoned and may be claimed again.
-LEASE_SECONDS = 600
+FUNCTION_TIMEOUT_SECONDS = 120  # host.json functionTimeout (a test keeps them equal)
+# No invocation lives longer than the function timeout: after it and a margin, a holder
+# that never settled its key crashed, and its attempt's outcome is unknown.
+LEASE_SECONDS = FUNCTION_TIMEOUT_SECONDS + 30
+# After an attempt's answer was lost, Twilio may still be working on the request for as
+# long as our client would have waited, and then some: not "provably none" before that.
+SETTLE_MARGIN_SECONDS = 20
 MAX_KEY_LENGTH = 255
 _PROBLEM = "urn:twilio-functions:problem:idempotency"
 
+ClaimState = Literal["new", "in_flight", "unknown", "done", "mismatch"]
+
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Creation:
+    """A create under a key: what it asks for, how to make it, how to find it at Twilio.
+    `create` and `find` return the 201 body; `find` returns None when Twilio has none."""
+
+    intent: Attempt  # started_at and owner are filled in per attempt
+    create: Callable[[Attempt], dict[str, Any]]
+    find: Callable[[Attempt], dict[str, Any] | None]
 
 
 def idempotent(
@@ -39,42 +65,40 @@ def idempotent(
     store: Store,
     settings: Settings,
     caller: str,
-    operation: Callable[[], func.HttpResponse],
+    creation: Creation,
 ) -> func.HttpResponse:
-    """Run `operation` once per (caller, route, Idempotency-Key); replay its answer after."""
+    """Create once per (caller, route, Idempotency-Key); answer retries with what happened."""
     key = req.headers.get(KEY_HEADER)
+    now = clock.now()
     if key is None:
-        return as_response(operation, route)
+        return _run(creation, replace(creation.intent, started_at=now, owner=""), route)
     if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
-        raise BadRequest(f"{KEY_HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.")
+        raise _problem(
+            400,
+            "Bad Request",
+            f"{KEY_HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.",
+        )
     scope = f"{caller}|{route}"
+    attempt = replace(creation.intent, started_at=now, owner=_owner(scope, key))
     fingerprint = request_fingerprint(fields)
     try:
-        claim = store.claim_key(
-            scope, key, fingerprint, time.time(), KEY_TTL_SECONDS, LEASE_SECONDS
-        )
+        state, record = claim(store, scope, key, fingerprint, attempt, now)
     except StoreUnavailable:
         if not settings.store_fail_open:
             raise
         logger.warning("State store unavailable: %s runs without idempotency (fail open)", route)
-        return as_response(operation, route)
-    if claim.state == "mismatch":
+        return _run(creation, attempt, route)
+    if state == "mismatch":
         raise _problem(
             422, "Idempotency-Key reused", f"This {KEY_HEADER} was used with a different request."
         )
-    if claim.state == "in_flight":
-        error = _problem(
-            409,
-            "Request in progress",
-            f"A request with this {KEY_HEADER} is still being processed.",
-        )
-        error.headers["Retry-After"] = "1"
-        raise error
-    if claim.state == "done" and claim.response is not None:
-        return _replay(claim.response)
-    response = as_response(operation, route)
-    _settle(store, scope, key, response)
-    return response
+    if state == "done":
+        assert record is not None and record.response is not None
+        return _replay(record.response)
+    if state == "new":
+        return _attempt(store, scope, key, creation, attempt, route)
+    assert record is not None and record.attempt is not None
+    return _recover(store, settings, scope, key, creation, state, record, attempt, route)
 
 
 def request_fingerprint(fields: Mapping[str, Any]) -> str:
@@ -82,21 +106,156 @@ def request_fingerprint(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-def _settle(store: Store, scope: str, key: str, response: func.HttpResponse) -> None:
-    # Keep answers that must be repeated: successes, refusals that will not change, and a
-    # timeout (Twilio may have sent it, so a retry must not send again). Release the key
-    # when nothing was sent and a retry may succeed (rate limits, outages).
-    status = response.status_code
-    keep = (status < 500 and status != 429) or status == 504
-    try:
-        if keep:
-            store.finish_key(scope, key, _stored(response))
-        else:
-            store.release_key(scope, key)
-    except StoreUnavailable:
-        logger.error(
-            "Could not record the outcome for an idempotency key; it expires in %ss", LEASE_SECONDS
+def decide(record: IdempotencyRecord | None, fingerprint: str, now: float) -> ClaimState:
+    """What a request with this key should do, given what is stored."""
+    if record is None or record.expires_at <= now:
+        return "new"
+    if record.fingerprint != fingerprint:
+        return "mismatch"
+    if record.response is not None:
+        return "done"
+    if record.unknown or record.lease_until <= now:
+        return "unknown" if record.attempt is not None else "new"
+    return "in_flight"
+
+
+def claim(
+    store: Store, scope: str, key: str, fingerprint: str, attempt: Attempt, now: float
+) -> tuple[ClaimState, IdempotencyRecord | None]:
+    """Claim the key for `attempt` if it is free; what to do, and what was stored before."""
+    decided: list[tuple[ClaimState, IdempotencyRecord | None]] = []
+
+    def change(current: IdempotencyRecord | None) -> IdempotencyRecord | None:
+        decided.clear()
+        state = decide(current, fingerprint, now)
+        decided.append((state, current))
+        if state != "new":
+            return None
+        return IdempotencyRecord(
+            fingerprint, now + KEY_TTL_SECONDS, now + LEASE_SECONDS, attempt=attempt
         )
+
+    store.update_key(scope, key, change)
+    return decided[0]
+
+
+def _attempt(
+    store: Store, scope: str, key: str, creation: Creation, attempt: Attempt, route: str
+) -> func.HttpResponse:
+    """Create, then settle the key by what became of it."""
+    try:
+        response = json_response(creation.create(attempt), status_code=201)
+    except Exception as exc:
+        outcome = twilio_errors.outcome(exc)
+        response = failure_response(exc, route)
+        if outcome == "unknown":
+            settle(store, scope, key, attempt, lambda r: replace(r, unknown=True))
+        elif outcome == "not-sent":  # a retry may well succeed: it must be able to send
+            settle(store, scope, key, attempt, lambda r: replace(r, expires_at=0.0))
+        else:  # refused for good: the same answer every time
+            settle(store, scope, key, attempt, lambda r: replace(r, response=_stored(response)))
+        return response
+    settle(store, scope, key, attempt, lambda r: replace(r, response=_stored(response)))
+    return response
+
+
+def _recover(
+    store: Store,
+    settings: Settings,
+    scope: str,
+    key: str,
+    creation: Creation,
+    state: ClaimState,
+    record: IdempotencyRecord,
+    attempt: Attempt,
+    route: str,
+) -> func.HttpResponse:
+    """A retry while an attempt runs or after its answer was lost: find it, or wait, or
+    (when Twilio provably has none and the attempt can no longer land) send again."""
+    prior = record.attempt
+    assert prior is not None
+    now = attempt.started_at
+    running_normally = now - prior.started_at < settings.twilio_timeout + 5
+    if state == "in_flight" and running_normally:
+        raise _in_progress(1, "A request with this Idempotency-Key is still being processed.")
+    try:
+        found = creation.find(prior)
+    except Exception as exc:
+        logger.warning("Could not look up an earlier attempt at Twilio: %s", type(exc).__name__)
+        raise _in_progress(
+            5, "An earlier attempt's outcome is unknown and Twilio cannot be asked right now."
+        ) from None
+    if found is not None:
+        response = json_response(found, status_code=201)
+        settle(store, scope, key, prior, lambda r: replace(r, response=_stored(response)))
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+    if state == "in_flight":
+        raise _in_progress(
+            record.lease_until - now,
+            "A request with this Idempotency-Key is still being processed.",
+        )
+    settled_at = prior.started_at + settings.twilio_timeout + SETTLE_MARGIN_SECONDS
+    if now < settled_at:
+        raise _in_progress(
+            settled_at - now,
+            "An earlier attempt's outcome is unknown and Twilio may still accept it; "
+            "retry after Retry-After to let the app check again.",
+        )
+    if not _take_over(store, scope, key, prior, attempt):
+        raise _in_progress(1, "Another retry with this Idempotency-Key is being processed.")
+    logger.info("%s: Twilio has no record of an earlier attempt; sending again", route)
+    return _attempt(store, scope, key, creation, attempt, route)
+
+
+def _run(creation: Creation, attempt: Attempt, route: str) -> func.HttpResponse:
+    try:
+        return json_response(creation.create(attempt), status_code=201)
+    except Exception as exc:
+        return failure_response(exc, route)
+
+
+def settle(
+    store: Store,
+    scope: str,
+    key: str,
+    attempt: Attempt,
+    outcome: Callable[[IdempotencyRecord], IdempotencyRecord],
+) -> None:
+    """Record the outcome, if the key still holds this attempt (a retry may have taken over
+    after this one's lease ran out; then this one's outcome is no longer the key's)."""
+
+    def change(current: IdempotencyRecord | None) -> IdempotencyRecord | None:
+        if current is None or current.attempt != attempt:
+            return None
+        return outcome(current)
+
+    try:
+        store.update_key(scope, key, change)
+    except StoreUnavailable:
+        # The lease runs out, the outcome is then unknown, and a retry asks Twilio.
+        logger.error("Could not record an outcome for an idempotency key; it is settled later")
+
+
+def _take_over(store: Store, scope: str, key: str, prior: Attempt, attempt: Attempt) -> bool:
+    """Replace the prior attempt with a new one, unless another retry did it first."""
+    won: list[bool] = []
+
+    def change(current: IdempotencyRecord | None) -> IdempotencyRecord | None:
+        won.clear()
+        if current is None or current.attempt != prior or current.response is not None:
+            won.append(False)
+            return None
+        won.append(True)
+        lease = attempt.started_at + LEASE_SECONDS
+        return replace(current, attempt=attempt, unknown=False, lease_until=lease)
+
+    store.update_key(scope, key, change)
+    return won[0]
+
+
+def _owner(scope: str, key: str) -> str:
+    return hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()[:32]
 
 
 def _stored(response: func.HttpResponse) -> StoredResponse:
@@ -118,7 +277,13 @@ def _replay(stored: StoredResponse) -> func.HttpResponse:
     )
 
 
+def _in_progress(retry_after: float, detail: str) -> AppError:
+    error = _problem(409, "Request in progress", detail)
+    error.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return error
+
+
 def _problem(status: int, title: str, detail: str) -> AppError:
-    error = AppError(detail, status_code=status, title=title)
+    error = AppError(detail, status_code=status, title=title, extra={"rule": "idempotency-key"})
     error.problem_type = _PROBLEM
     return error

@@ -8,14 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from shared.delivery_status import Delivery, Kind
-from shared.store import (
-    BroadcastRecord,
-    Claim,
-    IdempotencyRecord,
-    Slots,
-    StoredResponse,
-    decide_claim,
-)
+from shared.store import BroadcastRecord, IdempotencyRecord, Slots
 
 
 class MemoryStore:
@@ -45,24 +38,18 @@ class MemoryStore:
                 self._deliveries[(kind, sid)] = updated
             return updated or current
 
-    def claim_key(
-        self, scope: str, key: str, fingerprint: str, now: float, ttl: float, lease: float
-    ) -> Claim:
+    def update_key(
+        self,
+        scope: str,
+        key: str,
+        change: Callable[[IdempotencyRecord | None], IdempotencyRecord | None],
+    ) -> IdempotencyRecord | None:
         with self._lock:
-            record = self._keys.get((scope, key))
-            state = decide_claim(record, fingerprint, now)
-            if state == "new":
-                self._keys[(scope, key)] = IdempotencyRecord(fingerprint, now + ttl, now + lease)
-            return Claim(state, record.response if record and state == "done" else None)
-
-    def finish_key(self, scope: str, key: str, response: StoredResponse) -> None:
-        with self._lock:
-            record = self._keys[(scope, key)]
-            self._keys[(scope, key)] = replace(record, response=response)
-
-    def release_key(self, scope: str, key: str) -> None:
-        with self._lock:
-            self._keys.pop((scope, key), None)
+            current = self._keys.get((scope, key))
+            updated = change(current)
+            if updated is not None:
+                self._keys[(scope, key)] = updated
+            return updated or current
 
     def update_counter(self, counter: str, change: Callable[[Slots], Slots | None]) -> None:
         with self._lock:

@@ -13,8 +13,9 @@ from shared import clock, policy
 from shared.deliveries import remember_created, status_callback_url
 from shared.limits import OPTED_OUT_CODE, check_before_send
 from shared.phone import InvalidPhoneNumber, PhoneNumber, mask, to_e164
+from shared.reconcile import content_digest, find_created
 from shared.settings import Settings
-from shared.store import Store, StoreUnavailable
+from shared.store import Attempt, Store, StoreUnavailable
 from shared.twilio_client import with_rate_limit_retry
 from shared.urls import parse_public_url
 from shared.validation import Errors, decode
@@ -57,6 +58,13 @@ def parse_sms_request(fields: Mapping[str, Any], settings: Settings) -> SmsReque
     return SmsRequest(to=to, body=body.body, sender=sender, media_urls=media)
 
 
+def intent(request: SmsRequest) -> Attempt:
+    """What sending `request` asks Twilio for, to recognise it later in Twilio's list."""
+    sender = request.sender.messaging_service_sid or request.sender.from_number
+    assert sender is not None
+    return Attempt("message", request.to.e164, sender, content_digest(request.body), 0.0, "")
+
+
 def send_sms(
     request: SmsRequest,
     settings: Settings,
@@ -65,9 +73,11 @@ def send_sms(
     caller: str,
     *,
     charge_caller: bool = True,
+    attempt: Attempt | None = None,
 ) -> dict[str, Any]:
     """Send it after opt-out and limit checks; `charge_caller=False` when the caller's
-    quota was charged already (a broadcast pays for all its recipients up front)."""
+    quota was charged already (a broadcast pays for all its recipients up front).
+    `attempt` is the Idempotency-Key attempt this send is, if any."""
     to = request.to.e164
     check_before_send(
         store,
@@ -96,7 +106,26 @@ def send_sms(
             _remember_opt_out(store, to)
         raise
     logger.info("SMS %s to %s: %s", message.sid, mask(to), message.status)
-    remember_created(store, "message", message.sid, caller=caller, to=to, status=message.status)
+    return remember_sent(store, message, caller, attempt)
+
+
+def find_sent(client: Client, store: Store, caller: str, attempt: Attempt) -> dict[str, Any] | None:
+    """The message `attempt` created, if Twilio has it (its answer was lost)."""
+    message = find_created(client, store, attempt)
+    if message is None:
+        return None
+    logger.info("SMS %s to %s found at Twilio after a lost answer", message.sid, mask(attempt.to))
+    return remember_sent(store, message, caller, attempt)
+
+
+def remember_sent(
+    store: Store, message: Any, caller: str, attempt: Attempt | None
+) -> dict[str, Any]:
+    """Record who sent `message` (under which key) and answer with it."""
+    remember_created(
+        store, "message", message.sid, caller=caller, to=message.to, status=message.status,
+        attempt=attempt.owner if attempt else None,
+    )  # fmt: skip
     return {
         "sid": message.sid,
         "status": message.status,

@@ -22,17 +22,21 @@ _DESCRIPTIONS = {
     403: "Not allowed: destination, sender, TwiML URL, Twilio signature, scope; or Twilio refused",
     404: "Not found",
     405: "Method not allowed",
-    409: "Recipient opted out (`twilioCode` 21610), or the same Idempotency-Key is still in flight",
+    409: "Recipient opted out (`twilioCode` 21610), or the same Idempotency-Key is still in "
+    "flight or its outcome is still being checked with Twilio (retry after Retry-After)",
+    413: "The body is larger than this route accepts (`maxBytes`)",
     415: "Body is neither JSON nor form-encoded",
     422: "Twilio refused the number or request (`twilioCode`), or an Idempotency-Key was reused",
     429: "A limit is reached (`limit` names it); nothing was sent",
     500: "The server is misconfigured (its Twilio account, sender or a setting)",
     501: "Needs the Azure Functions host (Durable Functions): the local development host's answer",
-    502: "Twilio failed or could not be reached; nothing was sent",
+    502: "Twilio failed or could not be reached; `outcome` says whether the message or call "
+    "may have been sent",
     503: "A setting is missing, the state store is down, or Twilio is rate limiting; retry later",
-    504: "Twilio did not answer in time; the message may still have been sent",
+    504: "Twilio did not answer in time; the message or call may have been sent "
+    "(`outcome`: unknown)",
 }
-_RETRY_AFTER = {429, 503}
+_RETRY_AFTER = {409, 429, 503}
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
@@ -102,7 +106,7 @@ def _create(
         "requestBody": _body(request),
         "responses": {
             "201": _json("Accepted by Twilio", result),
-            **_problems(400, 401, 403, 409, 415, 422, 429, 500, 502, 503, 504),
+            **_problems(400, 401, 403, 409, 413, 415, 422, 429, 500, 502, 503, 504),
         },
     }
 
@@ -128,7 +132,7 @@ def _twiml(method: str) -> dict[str, Any]:
                 "description": "TwiML",
                 "content": {"application/xml": {"schema": {"type": "string"}}},
             },
-            **_problems(400, 403, 503),
+            **_problems(400, 403, 413, 503),
         },
     }
     if method == "post":
@@ -145,7 +149,7 @@ def _status_callback() -> dict[str, Any]:
         "requestBody": _twilio_form("MessageSid/MessageStatus or CallSid/CallStatus, …"),
         "responses": {
             "204": {"description": "Recorded (or ignored: duplicate, late)"},
-            **_problems(400, 403, 415, 503),
+            **_problems(400, 403, 413, 415, 503),
         },
     }
 
@@ -179,7 +183,7 @@ def _start_broadcast(security: Security) -> dict[str, Any]:
                     "Location": {"schema": {"type": "string"}, "description": "Our status URL"}
                 },
             },
-            **_problems(400, 401, 403, 415, 422, 429, 500, 501, 503),
+            **_problems(400, 401, 403, 413, 415, 422, 429, 500, 501, 503),
         },
     }
 
@@ -378,7 +382,23 @@ def _response_schemas() -> dict[str, Any]:
                 },
                 "twilioCode": {"type": "integer"},
                 "setting": {"type": "string"},
+                "rule": {
+                    "type": "string",
+                    "description": "Which rule refused the request (limit, destination-country, "
+                    "destination-number-type, sender, twiml-url, play-url, opt-out, "
+                    "idempotency-key, body-size, twilio-signature, bearer-token, …)",
+                },
                 "limit": {"enum": ["destination", "caller", "global"]},
+                "outcome": {
+                    "enum": ["unknown", "not-sent"],
+                    "description": "After a failure on the way to Twilio: `unknown` means the "
+                    "message or call may have been sent (retry with the same Idempotency-Key "
+                    "to find out); `not-sent` means it was not",
+                },
+                "numberType": {"type": "string"},
+                "country": {"type": "string"},
+                "field": {"type": "string"},
+                "maxBytes": {"type": "integer"},
             },
         },
         "SmsResult": {

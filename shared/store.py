@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from shared.delivery_status import Delivery, Kind
 from shared.errors import ServiceUnavailable
 
-ClaimState = Literal["new", "in_flight", "done", "mismatch"]
 Slots = dict[int, int]  # a sliding-window counter: slot number -> amount counted in it
 
 
@@ -39,9 +38,16 @@ class StoredResponse:
 
 
 @dataclass(frozen=True)
-class Claim:
-    state: ClaimState
-    response: StoredResponse | None = None
+class Attempt:
+    """One try at a create, kept with its key so that a retry can ask Twilio whether it
+    happened: what was asked for (enough to recognise it in Twilio's lists) and when."""
+
+    kind: Kind
+    to: str
+    sender: str  # the From number, or the Messaging Service SID
+    content: str  # a digest of the message body; "" for calls
+    started_at: float
+    owner: str  # the key's digest; a create recorded under another owner is not ours
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,8 @@ class IdempotencyRecord:
     expires_at: float
     lease_until: float  # while in flight: after this, the holder is presumed dead
     response: StoredResponse | None = None
+    attempt: Attempt | None = None
+    unknown: bool = False  # the attempt's answer was lost: Twilio may or may not have it
 
 
 @dataclass(frozen=True)
@@ -80,13 +88,15 @@ class Store(Protocol):
         """Apply `change` atomically (None from `change`: leave the record as it is)."""
         ...
 
-    def claim_key(
-        self, scope: str, key: str, fingerprint: str, now: float, ttl: float, lease: float
-    ) -> Claim: ...
-
-    def finish_key(self, scope: str, key: str, response: StoredResponse) -> None: ...
-
-    def release_key(self, scope: str, key: str) -> None: ...
+    def update_key(
+        self,
+        scope: str,
+        key: str,
+        change: Callable[[IdempotencyRecord | None], IdempotencyRecord | None],
+    ) -> IdempotencyRecord | None:
+        """Apply `change` to the key's record atomically (None: leave it as it is) and
+        return the record as it is afterwards. `change` may run more than once."""
+        ...
 
     def update_counter(self, counter: str, change: Callable[[Slots], Slots | None]) -> None:
         """Apply `change` to the counter's slots atomically (None: leave them as they are).
@@ -119,14 +129,3 @@ class Store(Protocol):
     def recipient_results(self, broadcast_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
         """Results for recipients offset … offset+limit-1 that have one, in index order."""
         ...
-
-
-def decide_claim(record: IdempotencyRecord | None, fingerprint: str, now: float) -> ClaimState:
-    """What a new request with this key should do, given what is stored."""
-    if record is None or record.expires_at <= now:
-        return "new"
-    if record.fingerprint != fingerprint:
-        return "mismatch"
-    if record.response is not None:
-        return "done"
-    return "in_flight" if record.lease_until > now else "new"

@@ -31,13 +31,12 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.delivery_status import Delivery, Kind, StatusEvent
 from shared.store import (
+    Attempt,
     BroadcastRecord,
-    Claim,
     IdempotencyRecord,
     Slots,
     StoredResponse,
     StoreUnavailable,
-    decide_claim,
 )
 
 # azure-core logs every request (URL, headers) at INFO; keys and numbers are in URLs.
@@ -154,37 +153,23 @@ class TableStore:
     # Idempotency keys -------------------------------------------------------------------
 
     @_available
-    def claim_key(
-        self, scope: str, key: str, fingerprint: str, now: float, ttl: float, lease: float
-    ) -> Claim:
+    def update_key(
+        self,
+        scope: str,
+        key: str,
+        change: Callable[[IdempotencyRecord | None], IdempotencyRecord | None],
+    ) -> IdempotencyRecord | None:
         table = self._table("Idempotency")
         pk, rk = _digest(scope), _digest(key)
         for _ in range(MAX_CONFLICT_RETRIES):
             entity = self._get(table, pk, rk)
-            record = _idempotency_record(entity) if entity else None
-            state = decide_claim(record, fingerprint, now)
-            if state != "new":
-                return Claim(state, record.response if record and state == "done" else None)
-            fresh = {
-                "PartitionKey": pk, "RowKey": rk, "fingerprint": fingerprint,
-                "expires_at": now + ttl, "lease_until": now + lease,
-            }  # fmt: skip
-            if self._write(table, fresh, entity):
-                return Claim("new")
+            current = _idempotency_record(entity) if entity else None
+            updated = change(current)
+            if updated is None:
+                return current
+            if self._write(table, _idempotency_entity(pk, rk, updated), entity):
+                return updated
         raise StoreUnavailable()
-
-    @_available
-    def finish_key(self, scope: str, key: str, response: StoredResponse) -> None:
-        entity = {
-            "PartitionKey": _digest(scope),
-            "RowKey": _digest(key),
-            "response": json.dumps(asdict(response)),
-        }
-        self._table("Idempotency").update_entity(entity, mode=UpdateMode.MERGE)
-
-    @_available
-    def release_key(self, scope: str, key: str) -> None:
-        self._table("Idempotency").delete_entity(_digest(scope), _digest(key))
 
     # Rate-limit counters ----------------------------------------------------------------
 
@@ -342,6 +327,7 @@ def _delivery_entity(delivery: Delivery) -> dict[str, Any]:
         "caller": delivery.caller,
         "to": delivery.to,
         "created_at": delivery.created_at,
+        "attempt": delivery.attempt,
     }
     return {key: value for key, value in entity.items() if value is not None}
 
@@ -357,23 +343,42 @@ def _delivery(entity: Any) -> Delivery:
         caller=entity.get("caller"),
         to=entity.get("to"),
         created_at=entity.get("created_at"),
+        attempt=entity.get("attempt"),
     )
 
 
+def _idempotency_entity(pk: str, rk: str, record: IdempotencyRecord) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": pk,
+        "RowKey": rk,
+        "fingerprint": record.fingerprint,
+        "expires_at": record.expires_at,
+        "lease_until": record.lease_until,
+        "unknown": record.unknown,
+    }
+    if record.response is not None:
+        entity["response"] = json.dumps(asdict(record.response))
+    if record.attempt is not None:
+        entity["attempt"] = json.dumps(asdict(record.attempt))
+    return entity
+
+
 def _idempotency_record(entity: Any) -> IdempotencyRecord:
-    response = entity.get("response")
     stored = None
-    if response:
-        data = json.loads(response)
+    if entity.get("response"):
+        data = json.loads(entity["response"])
         stored = StoredResponse(
             status_code=data["status_code"],
             body=data["body"],
             content_type=data["content_type"],
             headers=tuple(tuple(pair) for pair in data["headers"]),
         )
+    attempt = Attempt(**json.loads(entity["attempt"])) if entity.get("attempt") else None
     return IdempotencyRecord(
         fingerprint=entity["fingerprint"],
         expires_at=float(entity["expires_at"]),
         lease_until=float(entity["lease_until"]),
         response=stored,
+        attempt=attempt,
+        unknown=bool(entity.get("unknown", False)),
     )

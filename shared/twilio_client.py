@@ -89,8 +89,13 @@ def build_http_client(settings: Settings) -> TwilioHttpClient:
     return client
 
 
+TOO_MANY_REQUESTS = 20429  # Twilio's concurrency limit: "never processed, safe to retry"
+
+
 def with_rate_limit_retry[T](settings: Settings, operation: Callable[[], T]) -> T:
-    """Run a Twilio create, retrying only on 429: Twilio did not process those requests."""
+    """Run a Twilio create, retrying only on 20429: Twilio did not process those requests.
+    Other 429s (21611, a sender's full queue) drain over minutes: retrying in a second
+    only adds requests."""
     from twilio.base.exceptions import TwilioRestException
 
     attempt = 0
@@ -98,7 +103,7 @@ def with_rate_limit_retry[T](settings: Settings, operation: Callable[[], T]) -> 
         try:
             return operation()
         except TwilioRestException as exc:
-            if exc.status != 429 or attempt >= settings.rate_limit_retries:
+            if exc.code != TOO_MANY_REQUESTS or attempt >= settings.rate_limit_retries:
                 raise
             time.sleep(settings.rate_limit_backoff * 2**attempt)
             attempt += 1

@@ -7,10 +7,19 @@ misconfiguration becomes a terse 500; Twilio's trouble becomes 502/503/504.
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Literal
 
 from twilio.base.exceptions import TwilioRestException
 
 from shared.errors import AppError
+
+# What a failed create means for the message or call: Twilio provably did not take it
+# ("not-sent": a retry may send), refused it for good ("refused": the same answer every
+# time), or may have taken it ("unknown": a retry must ask Twilio before sending again).
+Outcome = Literal["not-sent", "refused", "unknown"]
+_RETRY_WITH_KEY = (
+    "Retry with the same Idempotency-Key: the app then asks Twilio before it sends again."
+)
 
 _TWILIO_PROBLEM = "urn:twilio-functions:problem:twilio"
 # Twilio's 429 is its concurrency limit, which frees within a second or so; a full
@@ -35,12 +44,14 @@ _KNOWN_CODES: dict[int, tuple[int, str]] = {
     21210: (500, "Server misconfigured"),  # sender not verified for the account
     21212: (500, "Server misconfigured"),  # invalid sender number
     21606: (500, "Server misconfigured"),  # sender cannot send SMS
+    21701: (500, "Server misconfigured"),  # Messaging Service does not exist
+    21705: (500, "Server misconfigured"),  # Messaging Service SID is invalid
 }
 
 
 def from_twilio_exception(exc: TwilioRestException) -> AppError:
     code = exc.code if isinstance(exc.code, int) else None
-    extra = {"twilioCode": code} if code is not None else {}
+    extra: dict[str, object] = {"twilioCode": code} if code is not None else {}
     if code in _KNOWN_CODES:
         status, title = _KNOWN_CODES[code]
         if status >= 500 and status != 503:
@@ -70,9 +81,10 @@ def from_twilio_exception(exc: TwilioRestException) -> AppError:
     if exc.status >= 500:
         return _twilio_error(
             502,
-            "Twilio is unavailable",
-            "Twilio answered with an error; the request was not accepted.",
-            extra,
+            "Twilio failed",
+            f"Twilio answered with an error, which does not say whether it accepted the "
+            f"request: the message or call may have been sent. {_RETRY_WITH_KEY}",
+            {**extra, "outcome": "unknown"},
         )
     return _twilio_error(
         422, "Twilio rejected the request", f"Twilio rejected the request (error {code}).", extra
@@ -83,28 +95,68 @@ def from_transport_exception(exc: BaseException) -> AppError | None:
     """Timeouts and connection failures on the way to Twilio, else None."""
     import requests
 
-    if isinstance(exc, requests.Timeout):
-        # A read timeout means Twilio may already have accepted the request: say so.
-        return AppError(
-            "Twilio did not answer in time; the message or call may still have been "
-            "accepted, so check before retrying.",
-            status_code=HTTPStatus.GATEWAY_TIMEOUT,
-            title="Twilio timed out",
-        )
-    if isinstance(exc, requests.ConnectionError):
+    if _never_connected(exc):
         return AppError(
             "Could not connect to Twilio; nothing was sent.",
             status_code=HTTPStatus.BAD_GATEWAY,
             title="Twilio unreachable",
+            extra={"outcome": "not-sent"},
+        )
+    if isinstance(exc, requests.Timeout):
+        return AppError(
+            "Twilio did not answer in time; it may still have accepted the request, so the "
+            f"message or call may have been sent. {_RETRY_WITH_KEY}",
+            status_code=HTTPStatus.GATEWAY_TIMEOUT,
+            title="Twilio timed out",
+            extra={"outcome": "unknown"},
+        )
+    if isinstance(exc, requests.ConnectionError):
+        return AppError(
+            "The connection to Twilio broke after the request was sent: the message or call "
+            f"may have been sent. {_RETRY_WITH_KEY}",
+            status_code=HTTPStatus.BAD_GATEWAY,
+            title="Twilio connection lost",
+            extra={"outcome": "unknown"},
         )
     return None
+
+
+def outcome(exc: BaseException) -> Outcome:
+    """What a create that raised `exc` did at Twilio, as far as anyone can tell."""
+    if isinstance(exc, TwilioRestException):
+        if exc.status >= 500:
+            return "unknown"
+        # 429 was not processed; our own misconfiguration may be fixed: both may send later.
+        mapped = from_twilio_exception(exc).status_code
+        return "not-sent" if exc.status == 429 or mapped >= 500 else "refused"
+    if isinstance(exc, AppError):  # our own refusals, before Twilio was asked
+        return "not-sent" if exc.status_code == 429 or exc.status_code >= 500 else "refused"
+    transport = from_transport_exception(exc)
+    if transport is not None:
+        return "not-sent" if transport.extra["outcome"] == "not-sent" else "unknown"
+    return "unknown"  # a bug after Twilio was called: assume it may have sent
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """Failed before a byte of the request was sent: only connection attempts qualify. A
+    reset or protocol error after sending is not this, whatever requests calls it."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError) or not exc.args:
+        return False
+    cause = exc.args[0]
+    reason = cause.reason if isinstance(cause, MaxRetryError) else cause
+    return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
 def _twilio_error(
     status: int,
     title: str,
     detail: str,
-    extra: dict[str, int],
+    extra: dict[str, object],
     headers: dict[str, str] | None = None,
 ) -> AppError:
     error = AppError(detail, status_code=status, title=title, extra=extra, headers=headers)

@@ -224,13 +224,11 @@ class FakeClock:
         self.time += seconds
 
 
-# 2027-01-15T08:00:00Z: a whole hour and day, so window boundaries are easy to place.
-CLOCK_START = 1_800_000_000.0 - (1_800_000_000.0 % 86400) + 8 * 3600
-
-
 @pytest.fixture
 def fake_clock() -> Iterator[FakeClock]:
-    clock = FakeClock(CLOCK_START)
+    """Starts on the last whole hour, so window boundaries are easy to place, and close
+    to real time, so that what the sandbox stamps with its own clock looks recent."""
+    clock = FakeClock(time.time() // 3600 * 3600)
     use_clock(clock)
     yield clock
     use_clock(None)

@@ -70,7 +70,7 @@ def test_a_body_over_the_routes_limit_is_413_before_parsing(
             "status": 413,
             "detail": f"The body is {len(body)} bytes; this route accepts at most {limit}.",
             "rule": "body-size",
-            "limit": limit,
+            "maxBytes": limit,
         },
     )
     assert sandbox.requests() == []

@@ -74,6 +74,7 @@ def test_the_document_covers_every_public_route(openapi_host: DevHost) -> None:
         "401",
         "403",
         "409",
+        "413",
         "415",
         "422",
         "429",

@@ -398,10 +398,14 @@ def test_twilio_server_error_is_502_and_not_retried(send_sms: Handler, sandbox: 
         502,
         {
             "type": "urn:twilio-functions:problem:twilio",
-            "title": "Twilio is unavailable",
+            "title": "Twilio failed",
             "status": 502,
-            "detail": "Twilio answered with an error; the request was not accepted.",
+            # Honest: a 5xx does not say whether Twilio accepted the message.
+            "detail": "Twilio answered with an error, which does not say whether it accepted "
+            "the request: the message or call may have been sent. Retry with the same "
+            "Idempotency-Key: the app then asks Twilio before it sends again.",
             "twilioCode": 20500,
+            "outcome": "unknown",
         },
     )
     assert len(sandbox.requests()) == 1
@@ -417,8 +421,10 @@ def test_timeout_is_504_and_not_retried(
             "type": "about:blank",
             "title": "Twilio timed out",
             "status": 504,
-            "detail": "Twilio did not answer in time; the message or call may still have been "
-            "accepted, so check before retrying.",
+            "detail": "Twilio did not answer in time; it may still have accepted the request, "
+            "so the message or call may have been sent. Retry with the same Idempotency-Key: "
+            "the app then asks Twilio before it sends again.",
+            "outcome": "unknown",
         },
     )
     assert len(sandbox.requests()) == 1
@@ -433,6 +439,7 @@ def test_unreachable_twilio_is_502(send_sms: Handler, app_env: SetEnv) -> None:
             "title": "Twilio unreachable",
             "status": 502,
             "detail": "Could not connect to Twilio; nothing was sent.",
+            "outcome": "not-sent",
         },
     )
 

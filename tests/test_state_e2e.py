@@ -15,6 +15,7 @@ import requests
 from tests.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
+    TEST_NUMBER_PREFIX,
     VALID_FROM,
     VALID_TO,
     Azurite,
@@ -34,6 +35,7 @@ def app_env(sandbox: Sandbox, azurite: Azurite, **extra: str) -> dict[str, str]:
         "STATE_STORE_CONNECTION": azurite.connection_string,
         "STATE_TABLE_PREFIX": table_prefix(),
         "LIMIT_PER_CALLER": "off",
+        "NUMBER_TYPE_EXCEPTIONS": TEST_NUMBER_PREFIX,
         **extra,
     }
 
@@ -109,6 +111,53 @@ def test_fifty_concurrent_duplicates_send_exactly_once(
     other = post(f"{two_hosts[1].url}/api/SendSms", {**payload, "body": "changed"}, key="order-42")
     assert (other.status_code, other.json()["title"]) == (422, "Idempotency-Key reused")
     assert len(sandbox.messages()) == 1
+
+
+@pytest.mark.parametrize("to", ["+15005550501", "+15005550502"])
+def test_a_lost_answer_is_sent_exactly_once_however_often_it_is_retried(
+    two_hosts: list[DevHost], sandbox: Sandbox, to: str
+) -> None:
+    # The sandbox creates the message, then answers 500 (…501) or resets the connection
+    # (…502): Twilio has it, the app never heard. Retries go to both processes.
+    payload = {"to": to, "body": "exactly once"}
+    first = post(f"{two_hosts[0].url}/api/SendSms", payload, key="lost-1")
+    assert (first.status_code, first.json()["outcome"]) == (502, "unknown")
+    retries = [post(f"{two_hosts[i % 2].url}/api/SendSms", payload, key="lost-1") for i in range(6)]
+    [message] = [m for m in sandbox.messages() if m["to"] == to]
+    assert {(r.status_code, r.json()["sid"]) for r in retries} == {(201, message["sid"])}
+    assert len([m for m in sandbox.messages() if m["to"] == to]) == 1
+
+
+def test_a_crash_mid_send_is_found_after_a_restart_not_sent_again(
+    sandbox: Sandbox, azurite: Azurite
+) -> None:
+    env = app_env(sandbox, azurite, TWILIO_TIMEOUT_SECONDS="3")
+    payload = {"to": "+15005550504", "body": "crash"}  # Twilio creates it 2 s later
+    host = start_devhost(env)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(post, f"{host.url}/api/SendSms", payload, "crash-1")
+        deadline = time.monotonic() + 10
+        while not any(r["to"] == payload["to"] for r in sandbox.requests()):  # at Twilio now
+            assert time.monotonic() < deadline, host.log()
+            time.sleep(0.05)
+        host.process.kill()  # kill -9: no settling, no cleanup
+        host.process.wait(10)
+        with pytest.raises(requests.ConnectionError):
+            pending.result()
+    host.stop()
+    restarted = start_devhost(env)
+    try:
+        deadline = time.monotonic() + 30
+        while (
+            retry := post(f"{restarted.url}/api/SendSms", payload, key="crash-1")
+        ).status_code == 409:
+            assert time.monotonic() < deadline, restarted.log()
+            time.sleep(min(float(retry.headers["Retry-After"]), 2.0))
+        [message] = [m for m in sandbox.messages() if m["body"] == "crash"]
+        assert (retry.status_code, retry.json()["sid"]) == (201, message["sid"])
+        assert len([m for m in sandbox.messages() if m["body"] == "crash"]) == 1
+    finally:
+        restarted.stop()
 
 
 @pytest.mark.parametrize("two_hosts", [{"LIMIT_PER_DESTINATION": "10/hour"}], indirect=True)

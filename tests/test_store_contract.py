@@ -8,9 +8,17 @@ from dataclasses import replace
 
 import pytest
 
+from shared import idempotency
 from shared.delivery_status import Delivery, StatusEvent, advance, claim
 from shared.memory_store import MemoryStore
-from shared.store import BroadcastRecord, Slots, Store, StoredResponse
+from shared.store import (
+    Attempt,
+    BroadcastRecord,
+    IdempotencyRecord,
+    Slots,
+    Store,
+    StoredResponse,
+)
 from shared.table_store import TableStore
 from tests.conftest import Azurite, table_prefix
 
@@ -104,34 +112,28 @@ def test_concurrent_updates_are_never_lost(store: Store) -> None:
 # Idempotency keys ---------------------------------------------------------------------
 
 
-def test_claim_lifecycle(store: Store) -> None:
-    assert store.claim_key("s", "k", "f1", 1000, ttl=100, lease=10).state == "new"
-    assert store.claim_key("s", "k", "f1", 1001, ttl=100, lease=10).state == "in_flight"
-    assert store.claim_key("s", "k", "f2", 1001, ttl=100, lease=10).state == "mismatch"
-    store.finish_key("s", "k", OK)
-    done = store.claim_key("s", "k", "f1", 1002, ttl=100, lease=10)
-    assert (done.state, done.response) == ("done", OK)
-    assert store.claim_key("s", "other", "f1", 1002, ttl=100, lease=10).state == "new"
-    assert store.claim_key("other", "k", "f1", 1002, ttl=100, lease=10).state == "new"
+ATTEMPT = Attempt("message", "+14155550100", "+15005550006", "digest", 1000.0, "owner")
 
 
-def test_expired_keys_and_abandoned_leases_can_be_claimed_again(store: Store) -> None:
-    assert store.claim_key("s", "k", "f1", 1000, ttl=100, lease=10).state == "new"
-    assert store.claim_key("s", "k", "f1", 1011, ttl=100, lease=10).state == "new"  # lease over
-    store.finish_key("s", "k", OK)
-    assert store.claim_key("s", "k", "f2", 1111, ttl=100, lease=10).state == "new"  # expired
-
-
-def test_released_key_is_free(store: Store) -> None:
-    store.claim_key("s", "k", "f1", 1000, ttl=100, lease=10)
-    store.release_key("s", "k")
-    assert store.claim_key("s", "k", "f2", 1001, ttl=100, lease=10).state == "new"
+def test_key_records_persist_with_their_attempt(store: Store) -> None:
+    first = IdempotencyRecord("f1", 2000.0, 1150.0, attempt=ATTEMPT)
+    assert store.update_key("s", "k", lambda current: first) == first
+    assert store.update_key("s", "k", lambda current: None) == first  # None: unchanged
+    done = replace(first, response=OK, unknown=True)
+    store.update_key(
+        "s", "k", lambda current: replace(current, response=OK, unknown=True) if current else None
+    )
+    assert store.update_key("s", "k", lambda current: None) == done
+    assert store.update_key("s", "other", lambda current: None) is None
+    assert store.update_key("other", "k", lambda current: None) is None
 
 
 def test_exactly_one_concurrent_claim_wins(store: Store) -> None:
     with ThreadPoolExecutor(10) as pool:
         states = list(
-            pool.map(lambda _: store.claim_key("s", "k", "f", 1000, 100, 10).state, range(20))
+            pool.map(
+                lambda _: idempotency.claim(store, "s", "k", "f", ATTEMPT, 1000.0)[0], range(20)
+            )
         )
     assert sorted(states) == ["in_flight"] * 19 + ["new"]
 

@@ -82,3 +82,17 @@ def test_rate_limit_retry_retries_429_only() -> None:
     with pytest.raises(TwilioRestException):
         with_rate_limit_retry(settings, server_error)
     assert len(attempts) == 1
+
+
+def test_a_full_sender_queue_is_not_retried() -> None:
+    # 21611 also arrives with HTTP 429, but the queue drains over minutes, not a second.
+    settings = load_settings({"TWILIO_RATE_LIMIT_BACKOFF_SECONDS": "0"})
+    attempts: list[int] = []
+
+    def queue_full() -> str:
+        attempts.append(1)
+        raise TwilioRestException(429, "uri", code=21611)
+
+    with pytest.raises(TwilioRestException):
+        with_rate_limit_retry(settings, queue_full)
+    assert len(attempts) == 1
