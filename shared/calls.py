@@ -129,5 +129,7 @@ def _remember_placed(
         store, "call", call.sid, caller=caller, to=call.to, status=call.status,
         attempt=attempt.owner if attempt else None,
     )  # fmt: skip
+    from shared.shapes import CallResult, answer
+
     # twilio-python names this attribute `_from` on calls (but `from_` on messages).
-    return {"sid": call.sid, "status": call.status, "to": call.to, "from": call._from}
+    return answer(CallResult(sid=call.sid, status=call.status, to=call.to, from_=call._from))

@@ -76,24 +76,24 @@ def apply_callback(store: Store, fields: Mapping[str, Any]) -> None:
 
 
 def view(delivery: Delivery) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "sid": delivery.sid,
-        "status": delivery.status,
-        "to": delivery.to,
-        "errorCode": delivery.error_code,
-        "createdAt": delivery.created_at,
-        "history": [
-            {
-                "status": e.status,
-                "at": e.at,
-                **({"errorCode": e.error_code} if e.error_code else {}),
-            }
-            for e in delivery.history
-        ],
-    }
-    if delivery.kind == "call":
-        body["duration"] = delivery.duration
-    return body
+    import msgspec
+
+    from shared.shapes import DeliveryStatus, HistoryEntry, answer
+
+    return answer(
+        DeliveryStatus(
+            sid=delivery.sid,
+            status=delivery.status,
+            to=delivery.to,
+            errorCode=delivery.error_code,
+            createdAt=delivery.created_at,
+            history=[
+                HistoryEntry(status=e.status, at=e.at, errorCode=e.error_code or None)
+                for e in delivery.history
+            ],
+            duration=delivery.duration if delivery.kind == "call" else msgspec.UNSET,
+        )
+    )
 
 
 def now() -> str:

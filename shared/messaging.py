@@ -126,15 +126,19 @@ def remember_sent(
         store, "message", message.sid, caller=caller, to=message.to, status=message.status,
         attempt=attempt.owner if attempt else None,
     )  # fmt: skip
-    return {
-        "sid": message.sid,
-        "status": message.status,
-        "to": message.to,
-        "from": message.from_,
-        "messagingServiceSid": message.messaging_service_sid,
-        "numSegments": _int_or_none(message.num_segments),
-        "dateCreated": message.date_created.isoformat() if message.date_created else None,
-    }
+    from shared.shapes import SmsResult, answer
+
+    return answer(
+        SmsResult(
+            sid=message.sid,
+            status=message.status,
+            to=message.to,
+            from_=message.from_,
+            messagingServiceSid=message.messaging_service_sid,
+            numSegments=_int_or_none(message.num_segments),
+            dateCreated=message.date_created.isoformat() if message.date_created else None,
+        )
+    )
 
 
 def _remember_opt_out(store: Store, number: str) -> None:

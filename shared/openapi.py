@@ -349,13 +349,13 @@ def _schemas() -> dict[str, Any]:
 
 
 def _request_schemas() -> dict[str, Any]:
-    """From the declarations the routes validate with (shared/shapes.py): one source."""
+    """From the declarations the routes validate with and answer by (shared/shapes.py)."""
     import msgspec
 
-    from shared.shapes import REQUESTS
+    from shared.shapes import REQUESTS, RESPONSES
 
     _, components = msgspec.json.schema_components(
-        REQUESTS, ref_template="#/components/schemas/{name}"
+        (*REQUESTS, *RESPONSES), ref_template="#/components/schemas/{name}"
     )
     return components
 
@@ -399,53 +399,6 @@ def _response_schemas() -> dict[str, Any]:
                 "country": {"type": "string"},
                 "field": {"type": "string"},
                 "maxBytes": {"type": "integer"},
-            },
-        },
-        "SmsResult": {
-            "type": "object",
-            "required": ["sid", "status", "to", "from"],
-            "properties": {
-                "sid": {"type": "string"},
-                "status": {"type": "string"},
-                "to": {"type": "string"},
-                "from": nullable_string,
-                "messagingServiceSid": nullable_string,
-                "numSegments": {"type": ["integer", "null"]},
-                "dateCreated": nullable_string,
-            },
-        },
-        "CallResult": {
-            "type": "object",
-            "required": ["sid", "status", "to", "from"],
-            "properties": {
-                "sid": {"type": "string"},
-                "status": {"type": "string"},
-                "to": {"type": "string"},
-                "from": nullable_string,
-            },
-        },
-        "DeliveryStatus": {
-            "type": "object",
-            "required": ["sid", "status", "history"],
-            "properties": {
-                "sid": {"type": "string"},
-                "status": {"type": "string"},
-                "to": nullable_string,
-                "errorCode": {"type": ["integer", "null"]},
-                "createdAt": nullable_string,
-                "duration": {"type": ["integer", "null"], "description": "Calls only, seconds"},
-                "history": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["status", "at"],
-                        "properties": {
-                            "status": {"type": "string"},
-                            "at": {"type": "string"},
-                            "errorCode": {"type": "integer"},
-                        },
-                    },
-                },
             },
         },
         "BroadcastAccepted": {

@@ -1,9 +1,10 @@
-"""The request bodies of the mobile routes, declared once.
+"""The bodies of the mobile routes, requests and answers, declared once.
 
 Validation (shared/validation.py `decode`) and the OpenAPI document (shared/openapi.py)
-both come from these declarations, so the document cannot drift from the code. What a
-type cannot say (E.164, allowed senders, URL rules, "body unless mediaUrl") is checked
-by the use cases, which report it in the same error list.
+come from the request declarations, and the answers are built as these Structs, so the
+document cannot drift from the code. What a type cannot say (E.164, allowed senders, URL
+rules, "body unless mediaUrl") is checked by the use cases, which report it in the same
+error list.
 
 Imported only where a body is parsed or the document built: msgspec stays off the cold
 TwiML path.
@@ -93,3 +94,50 @@ class BroadcastRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
 
 
 REQUESTS: tuple[type[msgspec.Struct], ...] = (SendSmsRequest, MakeCallRequest, BroadcastRequest)
+
+
+# Answers --------------------------------------------------------------------------------
+
+
+class SmsResult(msgspec.Struct, kw_only=True):
+    sid: str
+    status: str
+    to: str
+    from_: str | None = msgspec.field(name="from")
+    messagingServiceSid: str | None
+    numSegments: int | None  # 0 for a Messaging Service send: no sender yet
+    dateCreated: str | None
+
+
+class CallResult(msgspec.Struct, kw_only=True):
+    sid: str
+    status: str
+    to: str
+    from_: str | None = msgspec.field(name="from")
+
+
+class HistoryEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
+    status: str
+    at: str
+    errorCode: int | None = None
+
+
+class DeliveryStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
+    sid: str
+    status: str
+    to: str | None
+    errorCode: int | None
+    createdAt: str | None
+    history: list[HistoryEntry]
+    duration: Annotated[int | None, Meta(description="Calls only: seconds")] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+
+
+RESPONSES: tuple[type[msgspec.Struct], ...] = (SmsResult, CallResult, DeliveryStatus)
+
+
+def answer(result: msgspec.Struct) -> dict[str, object]:
+    """A declared answer as the JSON-ready dict handlers send."""
+    built: dict[str, object] = msgspec.to_builtins(result)
+    return built
