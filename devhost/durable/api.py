@@ -58,6 +58,10 @@ class Backend(Protocol):
 
     async def send(self, message: Message) -> None: ...
 
+    def clock(self) -> datetime:
+        """Now, by the backend's clock (virtual in the test framework)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ApiResponse:
@@ -169,7 +173,7 @@ async def _terminate(backend: Backend, instance_id: str, reason: str) -> ApiResp
         return ApiResponse(404)
     if instance.status not in _STILL_RUNNING:
         return ApiResponse(410)
-    event = h.execution_terminated(datetime.now(UTC), reason)
+    event = h.execution_terminated(backend.clock(), reason)
     await backend.send(Message(instance_id, None, event, f"terminate:{uuid.uuid4().hex}"))
     return ApiResponse(202)
 
@@ -188,7 +192,7 @@ async def _raise_event(
         value = json.loads(body) if body else None
     except ValueError:
         return _error(400, "Invalid JSON content", ValueError("Invalid JSON content"))
-    event = h.event_raised(datetime.now(UTC), name, None if value is None else h.json_text(value))
+    event = h.event_raised(backend.clock(), name, None if value is None else h.json_text(value))
     await backend.send(Message(instance_id, None, event, f"event:{uuid.uuid4().hex}"))
     return ApiResponse(202)
 

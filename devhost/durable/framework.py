@@ -35,7 +35,14 @@ from devhost.durable import api, instances
 from devhost.durable import history as h
 from devhost.durable.decisions import UNREGISTERED, Registry, UnregisteredFunction
 from devhost.durable.history import Event, EventType
-from devhost.durable.instances import ActivityCall, Episode, Instance, Message, Outcome
+from devhost.durable.instances import (
+    ActivityCall,
+    Episode,
+    Instance,
+    Message,
+    Outcome,
+    activity_failure,
+)
 from devhost.durable.replay import Handle, replay
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -232,6 +239,9 @@ class DurableFramework:
     async def send(self, message: Message) -> None:
         self._deliver(message)
 
+    def clock(self) -> datetime:
+        return self.now
+
     async def _request(self, method: str, url: str, data: Any) -> list[Any]:
         parts = urlsplit(url)
         body = None if data is None else json.dumps(data).encode()
@@ -350,7 +360,8 @@ class DurableFramework:
             self._queued.append((self.now + REDELIVERY, next(self._sequence), call))
             return
         except Exception as exc:
-            event = h.task_failed(done_at, call.task_id, *activity_failure(call.name, exc))
+            reported = f"{type(exc).__name__}: {exc}"  # the worker's serialize_exception
+            event = h.task_failed(done_at, call.task_id, *activity_failure(call.name, reported))
         else:
             # The host parses the worker's JSON and the extension stores it compactly.
             parsed = json.loads(encoded)
@@ -384,14 +395,3 @@ class DurableFramework:
 
     def _new_id(self) -> str:
         return f"{next(self._ids):032x}"
-
-
-def activity_failure(name: str, exc: BaseException) -> tuple[str, str]:
-    """TaskFailed's Reason and Details for an activity that raised: the worker reports
-    `Type: message`; the extension prefixes it and serialises the host's exception."""
-    friendly = f"{type(exc).__name__}: {exc}"
-    details = {
-        "ClassName": "Microsoft.Azure.WebJobs.Script.Workers.Rpc.RpcException",
-        "Message": f"Result: Failure\nException: {friendly}",
-    }
-    return f"Activity function '{name}' failed: {friendly}", json.dumps(details)

@@ -19,6 +19,7 @@ work item that continued as new, where the new execution inherits the old one's.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -395,3 +396,13 @@ def _context(instance: Instance) -> dict[str, Any]:
         input_value=instance.input,
         parent_instance_id=_parent_id(instance),
     )
+
+
+def activity_failure(name: str, friendly: str) -> tuple[str, str]:
+    """TaskFailed's Reason and Details for an activity that raised, from what the worker
+    reported (`Type: message`): the extension prefixes it and serialises the exception."""
+    details = {
+        "ClassName": "Microsoft.Azure.WebJobs.Script.Workers.Rpc.RpcException",
+        "Message": f"Result: Failure\nException: {friendly}",
+    }
+    return f"Activity function '{name}' failed: {friendly}", json.dumps(details)
