@@ -23,7 +23,7 @@ from pathlib import Path
 from aiohttp import web
 
 from devhost.console import add_console
-from devhost.durable.standin import DurableStandIn, open_store
+from devhost.durable.standin import DurableStandIn, StoreUnreachable, open_store
 from devhost.host import (
     HttpRoute,
     add_function_routes,
@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"devhost: cannot listen: {exc.strerror}. Pick others with --port/--sandbox-port.")
     except WorkerRefused as exc:  # what Azure would log as "Worker failed to index functions"
         sys.exit(f"devhost: the Functions worker refused the app: {exc}")
+    except StoreUnreachable as exc:
+        sys.exit(f"devhost: {exc}")
 
 
 def load_local_settings(path: Path) -> None:

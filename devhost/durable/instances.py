@@ -179,11 +179,11 @@ def finish(
     )  # fmt: skip
     history = [*instance.history, *decisions.scheduled]
     outcome = episode.so_far
-    _dispatch(instance, decisions.scheduled, outcome, now, new_id)
     custom_status = state.custom_status
     if decisions.nondeterminism is not None:
         # DTFx fails a nondeterministic replay at once, open tasks or not.
         return _end(episode, history, (decisions.nondeterminism, ""), custom_status)
+    _dispatch(instance, decisions.scheduled, outcome, now, new_id)
     failure = decisions.failure or _custom_status_problem(instance, custom_status)
     if episode.carried_status is not None and custom_status is None:
         custom_status = episode.carried_status

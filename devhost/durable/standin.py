@@ -70,10 +70,22 @@ def open_store(environ: Mapping[str, str], task_hub: str) -> DurableStore:
         return MemoryDurableStore()
     if settings.store_connection is None:
         return MemoryDurableStore()
+    from azure.core.exceptions import AzureError
+
     from devhost.durable.table_store import TableDurableStore
 
     table = f"{settings.store_table_prefix}Durable{re.sub(r'[^A-Za-z0-9]', '', task_hub)}"
-    return TableDurableStore(settings.store_connection.reveal(), table)
+    try:
+        return TableDurableStore(settings.store_connection.reveal(), table)
+    except AzureError as exc:
+        raise StoreUnreachable(
+            f"the Durable stand-in cannot reach the app's storage (STATE_STORE_CONNECTION or "
+            f"AzureWebJobsStorage; is Azurite running?): {type(exc).__name__}"
+        ) from exc
+
+
+class StoreUnreachable(RuntimeError):
+    """The configured storage does not answer at start."""
 
 
 class DurableStandIn:

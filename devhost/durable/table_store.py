@@ -47,7 +47,7 @@ Entity = dict[str, Any]
 class TableDurableStore:
     def __init__(self, connection_string: str, table_name: str) -> None:
         service = TableServiceClient.from_connection_string(
-            connection_string, connection_timeout=5, read_timeout=20
+            connection_string, connection_timeout=5, read_timeout=20, retry_total=2
         )
         self._table: TableClient = service.create_table_if_not_exists(table_name)
         self.name = f"Azure Table Storage, table {table_name}"
