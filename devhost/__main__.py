@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from devhost.console import add_console
+from devhost.durable.standin import DurableStandIn, StoreUnreachable, open_store
 from devhost.guard import local_only
 from devhost.host import (
     HttpRoute,
@@ -34,7 +35,7 @@ from devhost.host import (
     route_prefix,
 )
 from devhost.sandbox import SandboxConfig, create_sandbox_app
-from devhost.worker import InProcessWorker, WorkerRefused
+from devhost.worker import IndexedFunction, InProcessWorker, WorkerRefused
 from shared.phone import InvalidPhoneNumber, to_e164
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +43,10 @@ SANDBOX_ACCOUNT_SID = "AC" + "0" * 32
 SANDBOX_FROM_NUMBER = "+15005550006"
 TEST_NUMBER_PREFIX = "+1500555"
 READY_PREFIX = "devhost: ready "
+_BROADCAST_EXAMPLE = (
+    "  curl -s -X POST {host_url}/{prefix}/broadcasts -H 'Content-Type: application/json' "
+    '-d \'{{"to": ["+14155550100", "+14155550101"], "body": "Hello, everyone"}}\''
+)
 
 logger = logging.getLogger("devhost")
 
@@ -67,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"devhost: cannot listen: {exc.strerror}. Pick others with --port/--sandbox-port.")
     except WorkerRefused as exc:  # what Azure would log as "Worker failed to index functions"
         sys.exit(f"devhost: the Functions worker refused the app: {exc}")
+    except StoreUnreachable as exc:
+        sys.exit(f"devhost: {exc}")
 
 
 def load_local_settings(path: Path) -> None:
@@ -132,13 +139,14 @@ async def serve(args: argparse.Namespace, sandbox: bool) -> None:
     # auth levels at import, as on Azure).
     worker = InProcessWorker(ROOT)
     indexed = await worker.start()
+    durable = await start_durable(worker, indexed, ROOT / "host.json")
     prefix = route_prefix(ROOT / "host.json")
     routes = http_routes(indexed, prefix)
     public_host = urlsplit(os.environ.get("PUBLIC_BASE_URL", "")).netloc
     host_app = create_host_app([public_host] if public_host else [])
     if sandbox_app is not None:
         add_console(host_app, sandbox_app)
-    add_function_routes(host_app, worker, routes)
+    add_function_routes(host_app, worker, routes, durable.client_binding if durable else None)
     host_url = await _start(host_app, host, port, runners)
     if not os.environ.get("PUBLIC_BASE_URL", "").strip():
         os.environ["PUBLIC_BASE_URL"] = host_url
@@ -149,14 +157,35 @@ async def serve(args: argparse.Namespace, sandbox: bool) -> None:
             os.environ["PUBLIC_BASE_URL"],
             host_url,
         )
-    not_served = [f.name for f in indexed if not f.is_http]
-    _banner(routes, prefix, host_url, sandbox_url, not_served)
-    print(f"{READY_PREFIX}{json.dumps({'host': host_url, 'sandbox': sandbox_url})}", flush=True)
+    _banner(routes, prefix, host_url, sandbox_url, durable)
+    ready = {"host": host_url, "sandbox": sandbox_url, "durable": durable and durable.rpc_base_url}
+    print(f"{READY_PREFIX}{json.dumps(ready)}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
+        if durable is not None:
+            await durable.close()
+
+
+async def start_durable(
+    worker: InProcessWorker, indexed: list[IndexedFunction], host_json: Path
+) -> DurableStandIn | None:
+    """The local stand-in for the Durable extension, configured from host.json's
+    durableTask section, on the app's storage; None when the app has no orchestrator."""
+    if not any(f.trigger.get("type") == "orchestrationTrigger" for f in indexed):
+        return None
+    options = json.loads(host_json.read_text()).get("extensions", {}).get("durableTask", {})
+    hub = str(options.get("hubName", "TestHubName"))
+    store = await asyncio.to_thread(open_store, os.environ, hub)
+    durable = DurableStandIn(
+        worker, indexed, store, task_hub=hub,
+        max_activities=int(options.get("maxConcurrentActivityFunctions", 10)),
+        max_orchestrators=int(options.get("maxConcurrentOrchestratorFunctions", 10)),
+    )  # fmt: skip
+    await durable.start()
+    return durable
 
 
 def sandbox_config(token: str, internet: bool, environ: Mapping[str, str]) -> SandboxConfig:
@@ -201,18 +230,21 @@ def _banner(
     prefix: str,
     host_url: str,
     sandbox_url: str | None,
-    not_served: list[str],
+    durable: DurableStandIn | None,
 ) -> None:
     lines = ["", "Functions:"]
     lines += [
         f"  {name:<15} {route}" for name, route in describe(functions, prefix, host_url).items()
     ]
-    durable = [f.function.name for f in functions if f.needs_durable]
-    if durable or not_served:
+    if durable is not None:
+        registry = durable.registry
         lines += [
             "",
-            "Needs the Functions host (`func start` + Azurite), answered 501 here:",
-            f"  {', '.join(durable)}; not run here: {', '.join(not_served)}",
+            "Durable Functions, on the local stand-in for the Durable extension:",
+            f"  orchestrators:  {', '.join(registry.orchestrators)}",
+            f"  activities:     {', '.join(registry.activities)}",
+            f"  instances in:   {durable.store_name}",
+            f"  extension API:  {durable.rpc_base_url}",
         ]
     if sandbox_url:
         lines += [
@@ -234,6 +266,7 @@ def _banner(
         '-d \'{"to": "+14155550100", "body": "Hello from Azure Functions"}\'',
         f"  curl -s -X POST {host_url}/{prefix}/MakeCall -H 'Content-Type: application/json' "
         '-d \'{"to": "+14155550100", "message": "Hello from Azure Functions"}\'',
+        *([_BROADCAST_EXAMPLE.format(host_url=host_url, prefix=prefix)] if durable else []),
         "",
     ]
     print("\n".join(lines), flush=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -49,7 +49,11 @@ class HttpRoute:
     methods: frozenset[str]  # empty: every method
     auth_level: str
     trigger_arg: str
-    needs_durable: bool  # takes a Durable client, which only a Durable extension provides
+    durable_arg: str | None  # the durableClient input binding's name, if it takes one
+
+    @property
+    def needs_durable(self) -> bool:
+        return self.durable_arg is not None
 
 
 def http_routes(functions: list[IndexedFunction], prefix: str) -> list[HttpRoute]:
@@ -70,7 +74,10 @@ def http_routes(functions: list[IndexedFunction], prefix: str) -> list[HttpRoute
                 methods=methods,
                 auth_level=str(trigger.get("authLevel", "function")).lower(),
                 trigger_arg=str(trigger["name"]),
-                needs_durable=any(b.get("type") == "durableClient" for b in function.bindings),
+                durable_arg=next(
+                    (str(b["name"]) for b in function.bindings if b.get("type") == "durableClient"),
+                    None,
+                ),
             )
         )
     return routes
@@ -112,9 +119,14 @@ def create_host_app(public_hosts: Iterable[str] = ()) -> web.Application:
 
 
 def add_function_routes(
-    app: web.Application, worker: InProcessWorker, routes: list[HttpRoute]
+    app: web.Application,
+    worker: InProcessWorker,
+    routes: list[HttpRoute],
+    durable_client: Callable[[str], str] | None = None,
 ) -> None:
-    """Serve `routes` through `worker`; added last, as a catch-all behind other routes."""
+    """Serve `routes` through `worker`; added last, as a catch-all behind other routes.
+    `durable_client(origin)` is the durableClient binding JSON (the Durable stand-in's);
+    without it, functions that take one answer 501."""
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
         path = _decoded_path(request.raw_path)
@@ -122,14 +134,17 @@ def add_function_routes(
         if found is None:
             return web.Response(status=404)
         route, route_params = found
-        if route.needs_durable:
+        if route.needs_durable and durable_client is None:
             return _durable_unavailable()
         if not _headers_are_utf8(request):
             return web.Response(status=400)  # Kestrel refuses such requests, empty 400
         http = to_rpc_http(request, path, await request.read(), route_params)
-        invocation = await worker.invoke(
-            route.function, {route.trigger_arg: rpc.TypedData(http=http)}
-        )
+        inputs = {route.trigger_arg: rpc.TypedData(http=http)}
+        if route.durable_arg is not None and durable_client is not None:
+            # As the extension delivers it: the binding JSON as TypedData.string.
+            origin = f"{request.scheme}://{request.host}"
+            inputs[route.durable_arg] = rpc.TypedData(string=durable_client(origin))
+        invocation = await worker.invoke(route.function, inputs)
         if not invocation.succeeded:
             logger.error("Function %s failed: %s", route.function.name, invocation.error)
             return web.Response(status=500)
@@ -276,8 +291,8 @@ def _durable_unavailable() -> web.Response:
         "type": "urn:twilio-functions:problem:needs-functions-host",
         "title": "Not available on the local host",
         "status": 501,
-        "detail": "This route runs on Durable Functions, which needs the Functions host: "
-        "run `func start` with Azurite and AzureWebJobsStorage=UseDevelopmentStorage=true.",
+        "detail": "This route runs on Durable Functions, and this host was started without "
+        "its Durable stand-in.",
     }
     return web.json_response(problem, status=501, content_type="application/problem+json")
 

@@ -272,6 +272,7 @@ class DevHost:
     process: subprocess.Popen[str]
     drain: threading.Thread
     log_path: Path
+    durable: str = ""  # the Durable stand-in's rpcBaseUrl
 
     def log(self) -> str:
         """What the host wrote to stderr (tracebacks included), for failing tests."""
@@ -306,7 +307,8 @@ def start_devhost(env_overrides: Mapping[str, str] | None = None) -> DevHost:
             urls = json.loads(line.removeprefix("devhost: ready "))
             drain = threading.Thread(target=process.stdout.read, daemon=True)
             drain.start()  # keep reading so a chatty host never blocks on a full pipe
-            return DevHost(urls["host"], Sandbox(urls["sandbox"] or ""), process, drain, log_path)
+            sandbox = Sandbox(urls["sandbox"] or "")
+            return DevHost(urls["host"], sandbox, process, drain, log_path, urls["durable"] or "")
     process.kill()
     process.wait(10)
     process.stdout.close()

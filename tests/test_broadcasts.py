@@ -1,5 +1,7 @@
-"""Broadcasts: orchestrators driven through a fake Durable runtime, the starter and status
-functions through `__wrapped__` with a fake durable client, activities against the sandbox."""
+"""Broadcasts: orchestrators replayed through the SDK on extension-shaped histories by the
+replay framework (devhost/durable/framework.py, virtual clock), the starter and status
+functions through `__wrapped__` with a real DurableOrchestrationClient answered by that
+framework, activities against the sandbox."""
 
 from __future__ import annotations
 
@@ -12,16 +14,20 @@ from typing import Any
 
 import azure.functions as func
 import pytest
-import requests
 
+from devhost.durable import api
+from devhost.durable.decisions import UnregisteredFunction
+from devhost.durable.framework import EPOCH, DurableFramework, WorkerCrashed
+from devhost.durable.history import EventType
 from shared import broadcast_orchestration as orchestration
+from shared import broadcasts, messaging
 from shared.broadcasts import TransientSendError
 from shared.settings import get_settings
 from shared.state import get_store
-from tests.conftest import PUBLIC_BASE_URL, ROOT, DevHost, Sandbox, SetEnv, body_of, build_request
-from tests.durable_fakes import FakeDurable, FakeDurableClient, FakeStatus
+from tests.conftest import PUBLIC_BASE_URL, ROOT, Sandbox, SetEnv, body_of, build_request, free_port
 
 URL = f"{PUBLIC_BASE_URL}/api/broadcasts"
+NO_ERRORS = {"sent": 0, "failed": 0, "canceled": 0}
 
 
 @pytest.fixture
@@ -29,13 +35,17 @@ def fns(indexed: list[Any], app_env: SetEnv) -> dict[str, Any]:
     return {f.get_function_name(): f.get_user_function() for f in indexed}
 
 
+@pytest.fixture
+def durable(indexed: list[Any], app_env: SetEnv) -> DurableFramework:
+    """The app's own orchestrators and activities, on a virtual clock from EPOCH."""
+    return DurableFramework.for_app(indexed)
+
+
 def numbers(count: int, start: int = 0) -> list[str]:
     return [f"+1415555{i:04d}" for i in range(start, start + count)]
 
 
-def start(
-    fns: dict[str, Any], client: FakeDurableClient, payload: Any, **headers: str
-) -> func.HttpResponse:
+def start(fns: dict[str, Any], client: Any, payload: Any, **headers: str) -> func.HttpResponse:
     request = build_request("POST", URL, json_body=payload, headers=headers)
     response: func.HttpResponse = asyncio.run(
         fns["StartBroadcast"].__wrapped__(req=request, client=client)
@@ -44,11 +54,7 @@ def start(
 
 
 def view(
-    fns: dict[str, Any],
-    client: FakeDurableClient,
-    broadcast_id: str,
-    query: str = "",
-    method: str = "GET",
+    fns: dict[str, Any], client: Any, broadcast_id: str, query: str = "", method: str = "GET"
 ) -> func.HttpResponse:
     request = build_request(
         method, f"{URL}/{broadcast_id}{query}", route_params={"id": broadcast_id}
@@ -59,37 +65,29 @@ def view(
     return response
 
 
-def runtime(
-    fns: dict[str, Any], activities: dict[str, Callable[[Any], Any]] | None = None
-) -> FakeDurable:
-    return FakeDurable(
-        orchestrators={
-            orchestration.BROADCAST_ORCHESTRATOR: fns[orchestration.BROADCAST_ORCHESTRATOR].orchestrator_function,
-            orchestration.CHUNK_ORCHESTRATOR: fns[orchestration.CHUNK_ORCHESTRATOR].orchestrator_function,
-        },
-        activities=activities or {
-            name: fns[name]
-            for name in (orchestration.LOAD_CHUNK_ACTIVITY, orchestration.SEND_ACTIVITY, orchestration.SETTLE_CHUNK_ACTIVITY)
-        },
-    )  # fmt: skip
+def started_input(durable: DurableFramework) -> Any:
+    [instance] = durable.instances.values()
+    assert instance.name == orchestration.BROADCAST_ORCHESTRATOR
+    return json.loads(instance.input)  # the client sent it as JSON text, as the SDK does
 
 
-def started_input(client: FakeDurableClient) -> Any:
-    [(name, _, orchestration_input)] = client.started
-    assert name == orchestration.BROADCAST_ORCHESTRATOR
-    return orchestration_input
+def status_of(fns: dict[str, Any], durable: DurableFramework, broadcast_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = body_of(view(fns, durable.client(), broadcast_id))
+    return {k: found[k] for k in ("runtimeStatus", "total", "counts", "progress")}
 
 
 # Starting ------------------------------------------------------------------------------
 
 
-def test_start_answers_202_with_our_urls_only(fns: dict[str, Any]) -> None:
-    client = FakeDurableClient()
+def test_start_answers_202_with_our_urls_only(
+    fns: dict[str, Any], durable: DurableFramework
+) -> None:
     response = start(
-        fns, client, {"to": [*numbers(3), numbers(1)[0], "12", "+442079460000"], "body": "Alert"}
-    )
+        fns, durable.client(),
+        {"to": [*numbers(3), numbers(1)[0], "12", "+442079460000"], "body": "Alert"},
+    )  # fmt: skip
     body = body_of(response)
-    [(_, instance_id, orchestration_input)] = client.started
+    [instance_id] = durable.instances
     assert response.status_code == 202
     assert response.headers["Location"] == f"{PUBLIC_BASE_URL}/api/broadcasts/{instance_id}"
     assert body == {
@@ -113,17 +111,21 @@ def test_start_answers_202_with_our_urls_only(fns: dict[str, Any]) -> None:
         "purgeHistoryDeleteUri",
         "code=",
         "runtime/webhooks",
+        durable.system_key,
     ):
         assert leak not in text
-    assert orchestration_input == {
+    assert started_input(durable) == {
         "id": instance_id, "total": 3, "chunks": 1, "next_chunk": 0,
         "counts": {"sent": 0, "failed": 0, "canceled": 0},
         "chunk_size": 100, "parallelism": 10, "mps": 10.0,
     }  # fmt: skip
+    assert durable.instance(instance_id).status == "Pending"
 
 
-def test_idempotent_repeat_answers_the_existing_broadcast(fns: dict[str, Any]) -> None:
-    client = FakeDurableClient()
+def test_idempotent_repeat_answers_the_existing_broadcast(
+    fns: dict[str, Any], durable: DurableFramework
+) -> None:
+    client = durable.client()
     payload = {"to": numbers(2), "body": "Alert"}
     first = body_of(start(fns, client, payload, **{"Idempotency-Key": "storm-1"}))
     again = start(fns, client, payload, **{"Idempotency-Key": "storm-1"})
@@ -132,21 +134,33 @@ def test_idempotent_repeat_answers_the_existing_broadcast(fns: dict[str, Any]) -
         first["id"],
         True,
     )
-    assert len(client.started) == 1
+    assert list(durable.instances) == [first["id"]]
     other = start(fns, client, {**payload, "body": "Other"}, **{"Idempotency-Key": "storm-1"})
     assert (other.status_code, body_of(other)["title"]) == (422, "Idempotency-Key reused")
 
 
-def test_duplicate_instance_from_a_race_is_not_a_500(fns: dict[str, Any]) -> None:
-    client = FakeDurableClient()
-    client.start_error = Exception("An instance with ID 'b1' already exists.")
-    response = start(fns, client, {"to": numbers(1), "body": "x"}, **{"Idempotency-Key": "k"})
-    assert (response.status_code, body_of(response)["replayed"]) == (202, True)
+def test_duplicate_instance_from_a_race_is_not_a_500(
+    fns: dict[str, Any], durable: DurableFramework
+) -> None:
+    # Another request with the same key got its instance started first: the extension
+    # refuses the second start_new (500, OrchestrationAlreadyExistsException).
+    racing = broadcasts._broadcast_id("ip:unknown", "k")
+    durable.start(orchestration.BROADCAST_ORCHESTRATOR, {"id": racing}, instance_id=racing)
+    response = start(
+        fns, durable.client(), {"to": numbers(1), "body": "x"}, **{"Idempotency-Key": "k"}
+    )
+    assert (response.status_code, body_of(response)["id"], body_of(response)["replayed"]) == (
+        202,
+        racing,
+        True,
+    )
 
 
-def test_extension_failure_is_a_503_problem(fns: dict[str, Any]) -> None:
-    client = FakeDurableClient()
-    client.start_error = Exception("boom")
+def test_extension_unreachable_is_a_503_problem(fns: dict[str, Any]) -> None:
+    from azure.durable_functions import DurableOrchestrationClient
+
+    closed = f"http://127.0.0.1:{free_port()}/durabletask/"
+    client = DurableOrchestrationClient(api.client_binding(PUBLIC_BASE_URL, closed, "Hub", "key"))
     response = start(fns, client, {"to": numbers(1), "body": "x"})
     assert (response.status_code, body_of(response)["detail"]) == (
         503,
@@ -155,13 +169,13 @@ def test_extension_failure_is_a_503_problem(fns: dict[str, Any]) -> None:
 
 
 def test_quota_is_charged_for_the_whole_broadcast_up_front(
-    fns: dict[str, Any], app_env: SetEnv
+    fns: dict[str, Any], app_env: SetEnv, durable: DurableFramework
 ) -> None:
     app_env(LIMIT_GLOBAL="5/day")
-    client = FakeDurableClient()
+    client = durable.client()
     response = start(fns, client, {"to": numbers(6), "body": "x"})
     assert (response.status_code, body_of(response)["limit"]) == (429, "global")
-    assert client.started == []
+    assert durable.instances == {}
     assert body_of(start(fns, client, {"to": numbers(5), "body": "x"}))["accepted"] == 5
 
 
@@ -176,33 +190,38 @@ def test_quota_is_charged_for_the_whole_broadcast_up_front(
     ],
 )  # fmt: skip
 def test_bad_requests(
-    fns: dict[str, Any], app_env: SetEnv, payload: Any, errors: list[dict[str, str]]
+    fns: dict[str, Any],
+    app_env: SetEnv,
+    durable: DurableFramework,
+    payload: Any,
+    errors: list[dict[str, str]],
 ) -> None:
     app_env(BROADCAST_MAX_RECIPIENTS="10")
-    client = FakeDurableClient()
-    response = start(fns, client, payload)
+    response = start(fns, durable.client(), payload)
     assert (response.status_code, body_of(response)["errors"]) == (400, errors)
-    assert client.started == []
+    assert durable.instances == {}
 
 
 # Running -------------------------------------------------------------------------------
 
 
 def test_a_broadcast_runs_in_paced_chunks_and_aggregates_results(
-    fns: dict[str, Any], app_env: SetEnv, sandbox: Sandbox
+    fns: dict[str, Any], app_env: SetEnv, durable: DurableFramework, sandbox: Sandbox
 ) -> None:
     app_env(BROADCAST_CHUNK_SIZE="10", BROADCAST_PARALLELISM="4", BROADCAST_MESSAGES_PER_SECOND="2")
-    client = FakeDurableClient()
     recipients = [*numbers(22), "+15005550001", "+15005550004", "+15005550009"]  # 3 Twilio refusals
-    body = body_of(start(fns, client, {"to": recipients, "body": "Storm warning"}))
-    durable = runtime(fns)
-    counts = durable.run(orchestration.BROADCAST_ORCHESTRATOR, started_input(client))
+    body = body_of(start(fns, durable.client(), {"to": recipients, "body": "Storm warning"}))
+    durable.run()
 
-    assert counts == {"sent": 22, "failed": 3, "canceled": 0}
+    parent = durable.instance(body["id"])
+    assert (parent.status, parent.output) == ("Completed", {"sent": 22, "failed": 3, "canceled": 0})
     assert len(sandbox.messages()) == 22
-    parent, *chunks = durable.executions
-    assert (parent.sub_orchestrations, len(chunks)) == (3, 3)
+    [generation] = durable.records(orchestration.BROADCAST_ORCHESTRATOR)
+    chunks = durable.records(orchestration.CHUNK_ORCHESTRATOR)
+    assert (generation.sub_orchestrations, len(chunks)) == (3, 3)
     assert [chunk.activities for chunk in chunks] == [11, 11, 6]  # load + one send each
+    # Children are named as the framework names them: <parent execution id>:<sequence id>.
+    assert [c.instance_id for c in chunks] == [f"{generation.execution_id}:{i}" for i in range(3)]
     assert parent.custom_status == {
         "total": 25, "processed": 25, "sent": 22, "failed": 3, "canceled": 0, "chunksDone": 3, "chunks": 3,
     }  # fmt: skip
@@ -210,8 +229,7 @@ def test_a_broadcast_runs_in_paced_chunks_and_aggregates_results(
     timers = chunks[0].timers
     assert [(t - timers[0]).total_seconds() for t in timers] == [0.0, 2.0, 3.0]
 
-    client.statuses[body["id"]] = FakeStatus("Completed", parent.custom_status)
-    status = body_of(view(fns, client, body["id"], "?offset=20&limit=10"))
+    status = body_of(view(fns, durable.client(), body["id"], "?offset=20&limit=10"))
     assert {k: status[k] for k in ("runtimeStatus", "total", "counts", "progress")} == {
         "runtimeStatus": "Completed",
         "total": 25,
@@ -225,32 +243,37 @@ def test_a_broadcast_runs_in_paced_chunks_and_aggregates_results(
 
 
 def test_transient_errors_are_retried_and_permanent_ones_are_results(
-    fns: dict[str, Any], sandbox: Sandbox
+    fns: dict[str, Any], durable: DurableFramework, sandbox: Sandbox
 ) -> None:
-    client = FakeDurableClient()
-    start(fns, client, {"to": ["+15005550428", "+15005550001"], "body": "x"})  # 429 once; invalid
-    counts = runtime(fns).run(orchestration.BROADCAST_ORCHESTRATOR, started_input(client))
-    assert counts == {"sent": 1, "failed": 1, "canceled": 0}
+    body = body_of(
+        start(fns, durable.client(), {"to": ["+15005550428", "+15005550001"], "body": "x"})
+    )  # 429 once; invalid
+    durable.run()
+    assert durable.instance(body["id"]).output == {"sent": 1, "failed": 1, "canceled": 0}
     assert len(sandbox.messages()) == 1
 
 
 def test_a_chunk_that_keeps_failing_is_settled_not_lost(
-    fns: dict[str, Any], app_env: SetEnv, sandbox: Sandbox
+    fns: dict[str, Any], app_env: SetEnv, durable: DurableFramework, sandbox: Sandbox
 ) -> None:
     # Every attempt is charged to the destination's limit; lift it to reach the give-up path.
     app_env(TWILIO_RATE_LIMIT_RETRIES="0", LIMIT_PER_DESTINATION="off")
-    client = FakeDurableClient()
     body = body_of(
-        start(fns, client, {"to": [*numbers(2), "+15005550500"], "body": "x"})
+        start(fns, durable.client(), {"to": [*numbers(2), "+15005550500"], "body": "x"})
     )  # 500 always
-    durable = runtime(fns)
-    counts = durable.run(orchestration.BROADCAST_ORCHESTRATOR, started_input(client))
-    assert counts == {"sent": 2, "failed": 1, "canceled": 0}
+    durable.run()
+    assert durable.instance(body["id"]).output == {"sent": 2, "failed": 1, "canceled": 0}
     # Three chunk attempts, each sending only what was not sent yet.
     assert len(sandbox.messages()) == 2
+    failing = [r for r in sandbox.requests() if "+15005550500" in json.dumps(r)]
+    assert len(failing) == 9  # 3 chunk attempts, 3 send attempts each
     assert [name for name, _ in durable.activity_calls].count(
         orchestration.SETTLE_CHUNK_ACTIVITY
     ) == 1
+    assert len(durable.records(orchestration.CHUNK_ORCHESTRATOR)) == 3
+    # Real retries take real time: 2 s between sends, 60 s between chunk attempts, and the
+    # framework's immediate "dummy" timer after each last attempt.
+    assert (durable.now - EPOCH).total_seconds() == 2 * 60 + 3 * 4
     results = get_store(get_settings()).recipient_results(body["id"], 0, 10)
     assert results[2] == {
         "index": 2,
@@ -260,19 +283,29 @@ def test_a_chunk_that_keeps_failing_is_settled_not_lost(
     }
 
 
-def test_cancel_stops_every_send_not_yet_made(fns: dict[str, Any], sandbox: Sandbox) -> None:
-    client = FakeDurableClient()
+def test_cancel_stops_every_send_not_yet_made(
+    fns: dict[str, Any], app_env: SetEnv, durable: DurableFramework, sandbox: Sandbox
+) -> None:
+    app_env(BROADCAST_PARALLELISM="2", BROADCAST_MESSAGES_PER_SECOND="1")
+    client = durable.client()
     body = body_of(start(fns, client, {"to": numbers(5), "body": "x"}))
+    durable.run(until=lambda: len(durable.activity_calls) == 3)  # load + the first group
     response = view(fns, client, body["id"], method="DELETE")
     assert (response.status_code, body_of(response)) == (202, {"id": body["id"], "cancelled": True})
-    assert client.terminated == [body["id"]]
-    counts = runtime(fns).run(orchestration.BROADCAST_ORCHESTRATOR, started_input(client))
-    assert counts == {"sent": 0, "failed": 0, "canceled": 5}
-    assert sandbox.messages() == []
+    durable.run()
+    # Terminating the parent does not reach its chunk (Durable never cascades): the chunk
+    # runs on, and each send still queued finds the broadcast cancelled.
+    assert durable.instance(body["id"]).status == "Terminated"
+    [chunk] = durable.records(orchestration.CHUNK_ORCHESTRATOR)
+    assert durable.instance(chunk.instance_id).output == {"sent": 2, "failed": 0, "canceled": 3}
+    assert len(sandbox.messages()) == 2
+    assert status_of(fns, durable, body["id"])["runtimeStatus"] == "Terminated"
 
 
-def test_status_of_unknown_broadcast_and_bad_paging(fns: dict[str, Any]) -> None:
-    client = FakeDurableClient()
+def test_status_of_unknown_broadcast_and_bad_paging(
+    fns: dict[str, Any], durable: DurableFramework
+) -> None:
+    client = durable.client()
     assert view(fns, client, "b-none").status_code == 404
     assert view(fns, client, "b-none", method="DELETE").status_code == 404
     body = body_of(start(fns, client, {"to": numbers(1), "body": "x"}))
@@ -281,9 +314,10 @@ def test_status_of_unknown_broadcast_and_bad_paging(fns: dict[str, Any]) -> None
         400,
         "offset must be ≥ 0 and limit 1 to 1000.",
     )
+    # Until the extension has run its first episode, an instance is Pending.
     pending = body_of(view(fns, client, body["id"]))
     assert (pending["runtimeStatus"], pending["counts"]["pending"], pending["results"]) == (
-        "Running",
+        "Pending",
         1,
         [],
     )
@@ -292,9 +326,10 @@ def test_status_of_unknown_broadcast_and_bad_paging(fns: dict[str, Any]) -> None
 # Activities ------------------------------------------------------------------------------
 
 
-def test_send_activity_never_sends_twice(fns: dict[str, Any], sandbox: Sandbox) -> None:
-    client = FakeDurableClient()
-    body = body_of(start(fns, client, {"to": numbers(1), "body": "x"}))
+def test_send_activity_never_sends_twice(
+    fns: dict[str, Any], durable: DurableFramework, sandbox: Sandbox
+) -> None:
+    body = body_of(start(fns, durable.client(), {"to": numbers(1), "body": "x"}))
     payload = {"id": body["id"], "index": 0, "to": numbers(1)[0]}
     first = fns[orchestration.SEND_ACTIVITY](payload)
     again = fns[orchestration.SEND_ACTIVITY](payload)  # a replayed or retried activity
@@ -303,10 +338,9 @@ def test_send_activity_never_sends_twice(fns: dict[str, Any], sandbox: Sandbox) 
 
 
 def test_send_activity_raises_on_transient_errors_and_can_be_retried(
-    fns: dict[str, Any], sandbox: Sandbox
+    fns: dict[str, Any], durable: DurableFramework, sandbox: Sandbox
 ) -> None:
-    client = FakeDurableClient()
-    body = body_of(start(fns, client, {"to": ["+15005550429"], "body": "x"}))
+    body = body_of(start(fns, durable.client(), {"to": ["+15005550429"], "body": "x"}))
     payload = {"id": body["id"], "index": 0, "to": "+15005550429"}
     with pytest.raises(TransientSendError):
         fns[orchestration.SEND_ACTIVITY](payload)
@@ -315,44 +349,148 @@ def test_send_activity_raises_on_transient_errors_and_can_be_retried(
     assert len(sandbox.requests()) == 6  # 3 tries each (TWILIO_RATE_LIMIT_RETRIES=2)
 
 
-# Bounds and determinism ------------------------------------------------------------------
+# Known bugs under real Durable semantics (xfail until shared/broadcasts.py is fixed) ------
 
 
-def counting_runtime(fns: dict[str, Any]) -> FakeDurable:
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a chunk whose one recipient keeps failing transiently is given up whole, "
+    "and settle_chunk writes off its recipients that were never tried as failed",
+)
+def test_recipients_a_failing_chunk_never_tried_are_not_written_off(
+    fns: dict[str, Any], app_env: SetEnv, durable: DurableFramework, sandbox: Sandbox
+) -> None:
+    app_env(TWILIO_RATE_LIMIT_RETRIES="0", LIMIT_PER_DESTINATION="off", BROADCAST_PARALLELISM="1")
+    body = body_of(
+        start(fns, durable.client(), {"to": ["+15005550500", *numbers(2)], "body": "x"})
+    )  # the first group is the recipient Twilio keeps failing (500)
+    durable.run()
+    results = get_store(get_settings()).recipient_results(body["id"], 0, 10)
+    # Today: {"sent": 0, "failed": 3}, nothing at the sandbox, and both other recipients
+    # recorded "failed: Twilio kept failing" without a single request for them.
+    assert (durable.instance(body["id"]).output, len(sandbox.messages())) == (
+        {"sent": 2, "failed": 1, "canceled": 0},
+        2,
+    )
+    assert [r["status"] for r in results] == ["failed", "sent", "sent"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a send activity redelivered after its worker died is refused by its own "
+    "600 s idempotency lease (claim state 'pending'), retried into the give-up path, and "
+    "the recipient is recorded failed without being sent",
+)
+def test_a_send_redelivered_after_a_worker_crash_is_sent_once(
+    fns: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    durable: DurableFramework,
+    sandbox: Sandbox,
+) -> None:
+    real_send = messaging.send_sms
+    crashes: list[int] = []
+
+    def dies_once(*args: Any, **kwargs: Any) -> Any:
+        if not crashes:
+            crashes.append(1)
+            raise WorkerCrashed()  # the worker dies while Twilio is being asked
+        return real_send(*args, **kwargs)
+
+    monkeypatch.setattr(messaging, "send_sms", dies_once)
+    body = body_of(start(fns, durable.client(), {"to": numbers(1), "body": "x"}))
+    durable.run()
+    # Today: {"sent": 0, "failed": 1}; the sandbox got nothing: every redelivery, retry
+    # and chunk attempt finds the crashed attempt's lease and raises TransientSendError.
+    assert (durable.instance(body["id"]).output, len(sandbox.messages())) == (
+        {"sent": 1, "failed": 0, "canceled": 0},
+        1,
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: after continue_as_new, an episode of the next generation that completes "
+    "no chunk (its first chunk failed an attempt) sets no custom status, so the stored "
+    "status becomes null and the broadcast's progress drops to 0",
+)
+def test_progress_survives_a_failing_first_chunk_after_continue_as_new(
+    fns: dict[str, Any], app_env: SetEnv, durable: DurableFramework
+) -> None:
+    app_env(TWILIO_RATE_LIMIT_RETRIES="0", LIMIT_PER_DESTINATION="off", BROADCAST_CHUNK_SIZE="1")
+    recipients = [*numbers(orchestration.CHUNKS_PER_GENERATION), "+15005550500"]
+    body = body_of(start(fns, durable.client(), {"to": recipients, "body": "x"}))
+
+    def first_chunk_of_generation_two_failed() -> bool:
+        parent = durable.instance(body["id"])
+        return any(
+            e["EventType"] == EventType.SUB_ORCHESTRATION_INSTANCE_FAILED for e in parent.history
+        )
+
+    durable.run(until=first_chunk_of_generation_two_failed)
+    # Today: {"pending": 11, "sent": 0, …}, progress 0.0 until the chunk is settled.
+    assert status_of(fns, durable, body["id"]) == {
+        "runtimeStatus": "Running",
+        "total": 11,
+        "counts": {"pending": 1, "sent": 10, "failed": 0, "canceled": 0},
+        "progress": 0.9091,
+    }
+
+
+# Names, bounds and determinism -------------------------------------------------------------
+
+
+def test_a_called_name_the_app_does_not_register_is_caught(
+    fns: dict[str, Any], monkeypatch: pytest.MonkeyPatch, durable: DurableFramework
+) -> None:
+    monkeypatch.setattr(orchestration, "SEND_ACTIVITY", "broadcast_send_sms")  # a typo'd rename
+    start(fns, durable.client(), {"to": numbers(1), "body": "x"})
+    with pytest.raises(UnregisteredFunction, match="'broadcast_send_sms' doesn't exist"):
+        durable.run()
+    [chunk] = durable.records(orchestration.CHUNK_ORCHESTRATOR)
+    assert durable.instance(chunk.instance_id).output == (
+        "Orchestrator function 'broadcast_chunk_orchestrator' failed: The function "
+        "'broadcast_send_sms' doesn't exist, is disabled, or is not an activity function. "
+        "Additional info: The following are the known activity functions: "
+        "'broadcast_load_chunk', 'broadcast_send', 'broadcast_settle_chunk'."
+    )
+
+
+def counting_framework(indexed: list[Any], total: int) -> DurableFramework:
     def load(job: Any) -> list[list[Any]]:
         first = job["chunk"] * job["chunk_size"]
-        total = 10_000
         return [[i, f"+1{i:010d}"] for i in range(first, min(first + job["chunk_size"], total))]
 
-    durable = runtime(
-        fns,
-        {
-            orchestration.LOAD_CHUNK_ACTIVITY: load,
-            orchestration.SEND_ACTIVITY: lambda _: {"status": "sent"},
-        },
-    )
-    durable.activity_seconds = 0
-    return durable
+    activities: dict[str, Callable[[Any], Any]] = {
+        orchestration.LOAD_CHUNK_ACTIVITY: load,
+        orchestration.SEND_ACTIVITY: lambda _: {"status": "sent"},
+    }
+    return DurableFramework.for_app(indexed, activities=activities)
 
 
-def test_ten_thousand_recipients_stay_within_bounds(fns: dict[str, Any]) -> None:
-    durable = counting_runtime(fns)
+def test_a_large_broadcast_stays_within_bounds(indexed: list[Any]) -> None:
+    # 2,100 recipients: 21 full chunks over 3 generations. What any instance holds does
+    # not grow with the broadcast (bench/broadcast_scale.py measures 10,000 with the
+    # default pacing; here each chunk sends at once, to keep the replays few).
+    durable = counting_framework(indexed, 2_100)
     state = {
-        "id": "b", "total": 10_000, "chunks": 100, "next_chunk": 0,
-        "counts": {"sent": 0, "failed": 0, "canceled": 0}, "chunk_size": 100, "parallelism": 10, "mps": 1000.0,
+        "id": "b", "total": 2_100, "chunks": 21, "next_chunk": 0,
+        "counts": {"sent": 0, "failed": 0, "canceled": 0}, "chunk_size": 100, "parallelism": 100, "mps": 1e9,
     }  # fmt: skip
-    assert durable.run(orchestration.BROADCAST_ORCHESTRATOR, state) == {
-        "sent": 10_000,
+    assert durable.run_orchestration(orchestration.BROADCAST_ORCHESTRATOR, state) == {
+        "sent": 2_100,
         "failed": 0,
         "canceled": 0,
     }
-    parents = [
-        e for e in durable.executions if e.orchestrator == orchestration.BROADCAST_ORCHESTRATOR
-    ]
-    chunks = [e for e in durable.executions if e.orchestrator == orchestration.CHUNK_ORCHESTRATOR]
-    assert (len(parents), len(chunks)) == (10, 100)  # 10 generations (continue_as_new), 100 chunks
-    assert max(e.activities + e.sub_orchestrations for e in durable.executions) == 101
-    assert max(p.sub_orchestrations for p in parents) == orchestration.CHUNKS_PER_GENERATION
+    parents = durable.records(orchestration.BROADCAST_ORCHESTRATOR)
+    chunks = durable.records(orchestration.CHUNK_ORCHESTRATOR)
+    assert (len(parents), len(chunks)) == (3, 21)  # continue_as_new twice, one instance per chunk
+    assert max(r.activities + r.sub_orchestrations for r in durable.executions) == 101
+    assert [p.sub_orchestrations for p in parents] == [10, 10, 1]
+    # A chunk: [OS, ES, load, OC] [OS, loaded, 100 sends, OC] [OS, 100 results, completed, OC].
+    assert max(r.history_events for r in durable.executions) == 4 + 103 + 103
+    # Each generation starts on a fresh history (continue_as_new), in one instance.
+    assert {p.instance_id for p in parents} == {"instance-1"}
+    assert [p.history[1]["EventType"] for p in parents] == [EventType.EXECUTION_STARTED] * 3
 
 
 FORBIDDEN_CALLS = {
@@ -428,30 +566,3 @@ def test_orchestrators_are_deterministic() -> None:
 )
 def test_the_determinism_check_catches_what_it_should(bad: str) -> None:
     assert nondeterminism(bad) != []
-
-
-def test_local_host_answers_501_for_durable_routes(devhost: DevHost) -> None:
-    response = requests.post(
-        f"{devhost.url}/api/broadcasts", json={"to": ["+14155550100"], "body": "x"}, timeout=10
-    )
-    assert response.status_code == 501
-    assert response.json()["type"] == "urn:twilio-functions:problem:needs-functions-host"
-
-
-def test_replay_work_is_counted_as_the_runtime_replays() -> None:
-    def flat(context: Any) -> Any:
-        recipients = yield context.call_activity("load", None)
-        return (yield context.task_all([context.call_activity("send", to) for to in recipients]))
-
-    durable = FakeDurable(
-        orchestrators={"flat": flat},
-        activities={"load": lambda _: ["a", "b", "c"], "send": lambda to: to},
-    )
-    assert durable.run("flat", None) == ["a", "b", "c"]
-    [execution] = durable.executions
-    # load's completion replays 1 action; each send's replays all 4 created before task_all.
-    assert (execution.actions, execution.replay_work, execution.history_events) == (
-        4,
-        1 + 3 * 4,
-        10,
-    )

@@ -107,7 +107,8 @@ def test_the_running_app_keeps_to_its_document(openapi_host: DevHost, tmp_path: 
             # ("AST constructor recursion depth mismatch", fixed in later CPython releases).
             "--workers", "1", "--request-timeout", "20", "--no-color",
             "--generation-database", "none", "--report", "junit", "--report-dir", str(tmp_path),
-            # Durable routes cannot run on the local host (501); tests/test_broadcasts.py covers them.
+            # A generated broadcast would keep sending to the shared sandbox in the background;
+            # tests/test_broadcasts.py and tests/test_durable_standin.py cover those routes.
             "--exclude-path-regex", "^/broadcasts",
             # A caller holds a real (ASCII) key; a made-up header byte that is not UTF-8 never
             # reaches the app on Azure (Kestrel answers an empty 400), so none is generated.
