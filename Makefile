@@ -54,7 +54,7 @@ typecheck: install
 	$(PY) -m mypy
 
 unit: install browser
-	$(PY) -m pytest
+	$(PY) -m pytest --cov --cov-report=term
 
 test: lint typecheck unit
 
