@@ -70,7 +70,8 @@ infra: tools
 typecheck: install
 	$(PY) -m mypy
 
-unit: install browser
+# tests/test_deploy.py runs scripts/check_infra.py with the tools venv, so it needs it too.
+unit: install tools browser
 	$(PY) -m pytest
 
 test: lint typecheck infra unit
