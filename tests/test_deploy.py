@@ -1,4 +1,4 @@
-"""The deployment: infra/ (Bicep for azd), azure.yaml and .funcignore.
+"""The deployment: infra/ (Bicep for azd), azure.yaml, .funcignore and the GitHub workflow.
 
 No Bicep compiler installs offline, so these read the templates as text: the settings the
 template gives the app against the settings the code reads (both ways), the parameters
@@ -478,6 +478,30 @@ def test_funcignore_leaves_only_the_app_in_the_package() -> None:
         "Broadcast", "DeliveryStatus", "Health", "MakeCall", "OpenApi", "SendSms",
         "StatusCallback", "TwiML", "function_app.py", "host.json", "requirements.txt", "shared",
     ]  # fmt: skip
+
+
+# --- the workflow ---------------------------------------------------------------------
+
+
+def test_ci_tests_every_push_and_deploys_main_with_openid_connect() -> None:
+    text = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+    workflow = yaml.safe_load(text)
+    assert workflow[True] == {"push": None, "pull_request": None}  # YAML 1.1 reads `on` as True
+    assert workflow["permissions"] == {"contents": "read"}
+    test, deploy = workflow["jobs"]["test"], workflow["jobs"]["deploy"]
+    assert test["steps"][-1] == {"run": "make test"}
+    assert "permissions" not in test
+    assert deploy["needs"] == "test"
+    assert deploy["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
+    assert deploy["permissions"] == {"contents": "read", "id-token": "write"}
+    runs = [step.get("run", "") for step in deploy["steps"]]
+    assert runs[-2:] == [
+        'azd auth login --client-id "$AZURE_CLIENT_ID" --tenant-id "$AZURE_TENANT_ID" '
+        "--federated-credential-provider github",
+        "azd deploy api --no-prompt",
+    ]
+    # No stored secret anywhere: the federated credential replaces it.
+    assert "secrets." not in re.sub(r"#.*", "", text)
 
 
 # --- the checkov gate -------------------------------------------------------------------
