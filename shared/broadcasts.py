@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from twilio.base.exceptions import TwilioRestException
 
-from shared import clock, idempotency, messaging, policy
+from shared import clock, idempotency, messaging, policy, twilio_errors
 from shared.broadcast_orchestration import BROADCAST_ORCHESTRATOR, OUTCOMES, tally
 from shared.deliveries import now
 from shared.errors import AppError, ServiceUnavailable, ValidationFailed
 from shared.idempotency import KEY_HEADER, request_fingerprint
 from shared.limits import enforce_limits
 from shared.phone import InvalidPhoneNumber, PhoneNumber, to_e164
-from shared.reconcile import content_digest
 from shared.settings import Settings
 from shared.store import Attempt, BroadcastRecord, Store, StoredResponse
 from shared.validation import Errors, decode
@@ -35,10 +34,6 @@ if TYPE_CHECKING:
 MAX_PAGE = 1000
 
 logger = logging.getLogger(__name__)
-
-
-class TransientSendError(Exception):
-    """Raised by the send activity so that RetryOptions retries it; nothing was sent."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +91,10 @@ async def start_broadcast(
     store: Store,
     client: DurableOrchestrationClient,
 ) -> tuple[BroadcastRecord, bool]:
-    """Record and start the broadcast; (existing, False) when the key was seen before."""
+    """Record, charge and start the broadcast; (record, False) when this request started
+    nothing because an earlier one with the key did. Each step can be repeated: a retry
+    after a failure (or a crash) at any step finishes what is missing, so a broadcast is
+    never reported started unless its orchestration exists, and is charged once."""
     record = BroadcastRecord(
         id=_broadcast_id(caller, idempotency_key),
         caller=caller,
@@ -109,23 +107,32 @@ async def start_broadcast(
         rejected=len(plan.rejected),
         created_at=now(),
     )
-    if not store.create_broadcast(record):
+    created = store.create_broadcast(record)
+    if not created:
         existing = store.broadcast(record.id)
         if existing is None or existing.fingerprint != record.fingerprint:
             raise AppError(
                 f"This {KEY_HEADER} was used with a different request.",
                 status_code=422,
                 title="Idempotency-Key reused",
+                extra={"rule": "idempotency-key"},
             )
-        return existing, False
-    try:
-        # The caller's quota is charged for every recipient now, before anything is sent.
-        enforce_limits(
-            store, settings, caller=caller, destination=None, amount=record.total, now=clock.now()
-        )
-    except AppError:
-        store.forget_broadcast(record.id)
-        raise
+        record = existing
+        status = await client.get_status(record.id)
+        if status.runtime_status is not None:
+            return record, False  # started by the request that created it
+    if not record.charged:
+        try:
+            # The caller's quota is charged for every recipient now, before anything is sent.
+            enforce_limits(
+                store, settings, caller=caller, destination=None, amount=record.total,
+                now=clock.now(),
+            )  # fmt: skip
+        except AppError:
+            if created:
+                store.forget_broadcast(record.id)
+            raise
+        record = store.update_broadcast(record.id, lambda r: replace(r, charged=True)) or record
     size = record.chunk_size
     store.add_broadcast_chunks(
         record.id, [list(plan.recipients[i : i + size]) for i in range(0, record.total, size)]
@@ -146,7 +153,9 @@ async def start_broadcast(
         if "already exists" in str(exc):  # a concurrent duplicate started it first
             return record, False
         logger.exception("Could not start broadcast %s", record.id)
-        raise ServiceUnavailable("The broadcast could not be started; try again.") from exc
+        raise ServiceUnavailable(
+            "The broadcast could not be started; retry with the same Idempotency-Key."
+        ) from exc
     logger.info("Broadcast %s started: %d recipients", record.id, record.total)
     return record, True
 
@@ -181,7 +190,7 @@ async def cancel_broadcast(
     record: BroadcastRecord, store: Store, client: DurableOrchestrationClient
 ) -> None:
     """Stop it: no new chunk starts, and sends still queued find the flag and skip."""
-    store.cancel_broadcast(record.id)
+    store.update_broadcast(record.id, lambda r: replace(r, cancelled=True))
     try:
         await client.terminate(record.id, "cancelled by the caller")
     except Exception:  # already finished, failed or terminated: the flag is what counts
@@ -200,73 +209,81 @@ def load_chunk(job: Mapping[str, Any], store: Store) -> list[list[Any]]:
 def send_to_recipient(
     payload: Mapping[str, Any], settings: Settings, store: Store, client: Client
 ) -> dict[str, Any]:
-    """Send one recipient's message exactly once; permanent failures are results,
-    transient ones raise (and release the recipient's key) so the activity is retried."""
+    """Send one recipient's message at most once, through the same Idempotency-Key core as
+    SendSms: a redelivered or retried activity answers from the recipient's key, and one
+    whose earlier attempt's answer was lost asks Twilio first. Twilio's permanent refusals
+    are results; transient trouble is {"status": "retry"} for the chunk to try again later
+    (on the chunk's final round, "not-sent"). Only a broken store raises."""
     broadcast_id, index, to = payload["id"], int(payload["index"]), payload["to"]
-    scope, key = f"broadcast:{broadcast_id}", str(index)
+    final = bool(payload.get("final", False))
     record = store.broadcast(broadcast_id)
-    now = clock.now()
-    sender = (record.messaging_service_sid or record.from_number or "") if record else ""
-    body = record.body if record else None
-    attempt = Attempt("message", to, sender, content_digest(body), now, f"{broadcast_id}:{index}")
-    state, claimed = idempotency.claim(store, scope, key, "recipient", attempt, now)
-    if state == "done" and claimed is not None and claimed.response is not None:
-        result: dict[str, Any] = json.loads(claimed.response.body)  # a replay: never send twice
-        return result
-    if state != "new":
-        raise TransientSendError("another attempt for this recipient is still running")
-    result = {"index": index, "to": to}
+    if record is None or record.cancelled:
+        return _record(store, broadcast_id, {"index": index, "to": to, "status": "canceled"})
+    sender = policy.SmsSender(record.from_number, record.messaging_service_sid)
+    request = messaging.SmsRequest(to=PhoneNumber(to, None), body=record.body, sender=sender)
+
+    def create(attempt: Attempt) -> dict[str, Any]:
+        sent = messaging.send_sms(
+            request, settings, client, store, record.caller, charge_caller=False, attempt=attempt
+        )
+        return {"index": index, "to": to, "status": "sent", "sid": sent["sid"]}
+
+    def find(attempt: Attempt) -> dict[str, Any] | None:
+        found = messaging.find_sent(client, store, record.caller, attempt)
+        return {"index": index, "to": to, "status": "sent", "sid": found["sid"]} if found else None
+
+    def failure(exc: Exception) -> tuple[StoredResponse, twilio_errors.Outcome]:
+        outcome = twilio_errors.outcome(exc)
+        result: dict[str, Any] = {"index": index, "to": to}
+        if outcome == "refused":
+            status = "failed"
+        elif not final:
+            status = "retry"
+        else:  # the chunk's last round: what became of it, as far as anyone knows
+            status = "unknown" if outcome == "unknown" else "not-sent"
+        result.update(status=status, **_why(exc))
+        return StoredResponse(200, json.dumps(result), "application/json"), outcome
+
+    creation = idempotency.Creation(messaging.intent(request), create, find)
     try:
-        if record is None or record.cancelled:
-            result["status"] = "canceled"
-        else:
-            result.update(_send(record, to, settings, store, client))
-    except (TransientSendError, ServiceUnavailable):
-        idempotency.settle(store, scope, key, attempt, lambda r: replace(r, expires_at=0.0))
-        raise
-    stored = StoredResponse(200, json.dumps(result), "application/json")
-    idempotency.settle(store, scope, key, attempt, lambda r: replace(r, response=stored))
-    store.record_recipient_result(broadcast_id, index, result)
+        answer = idempotency.once(
+            store, settings, f"broadcast:{broadcast_id}", str(index), "recipient",
+            creation, clock.now(), failure,
+        )  # fmt: skip
+    except idempotency.Busy as busy:
+        status = "unknown" if final else "retry"
+        busy_result = {"index": index, "to": to, "status": status, "error": busy.detail}
+        return _record(store, broadcast_id, busy_result)
+    result: dict[str, Any] = json.loads(answer.stored.body)
+    return _record(store, broadcast_id, result)
+
+
+def _record(store: Store, broadcast_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Keep the recipient's result for the status view, unless the chunk will try again."""
+    if result["status"] != "retry":
+        store.record_recipient_result(broadcast_id, int(result["index"]), result)
     return result
 
 
+def _why(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, TwilioRestException):
+        return {"errorCode": exc.code}
+    if isinstance(exc, AppError):  # opted out, over the destination limit, Twilio's trouble
+        return {"error": exc.title, **{k: v for k, v in exc.extra.items() if k != "outcome"}}
+    return {"error": type(exc).__name__}
+
+
 def settle_chunk(job: Mapping[str, Any], store: Store) -> dict[str, int]:
-    """After a chunk gave up: recipients without a result are failed; the chunk's counts."""
+    """After a chunk gave up: recipients without a result were not sent (never "failed":
+    nothing was refused); the chunk's counts."""
     results = []
     for index, to in load_chunk(job, store):
         found = store.recipient_results(job["id"], index, 1)
         if not found:
-            found = [{"index": index, "to": to, "status": "failed", "error": "Twilio kept failing"}]
+            found = [{"index": index, "to": to, "status": "not-sent", "error": "gave up"}]
             store.record_recipient_result(job["id"], index, found[0])
         results.append(found[0])
     return tally(results)
-
-
-def _send(
-    record: BroadcastRecord, to: str, settings: Settings, store: Store, client: Client
-) -> dict[str, Any]:
-    import requests
-
-    sender = policy.SmsSender(record.from_number, record.messaging_service_sid)
-    request = messaging.SmsRequest(to=PhoneNumber(to, None), body=record.body, sender=sender)
-    try:
-        sent = messaging.send_sms(
-            request, settings, client, store, record.caller, charge_caller=False
-        )
-    except TwilioRestException as exc:
-        if exc.status == 429 or exc.status >= 500:
-            raise TransientSendError(f"Twilio answered {exc.status}") from exc
-        return {"status": "failed", "errorCode": exc.code}
-    except requests.Timeout:
-        # Twilio may have accepted it: never retried, so never sent twice.
-        return {"status": "failed", "error": "Twilio timed out; the message may have been sent"}
-    except requests.ConnectionError as exc:
-        raise TransientSendError("could not connect to Twilio") from exc
-    except ServiceUnavailable:
-        raise
-    except AppError as exc:  # opted out, over the destination limit
-        return {"status": "failed", "error": exc.title, **exc.extra}
-    return {"status": "sent", "sid": sent["sid"]}
 
 
 def _broadcast_id(caller: str, idempotency_key: str | None) -> str:

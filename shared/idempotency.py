@@ -42,6 +42,7 @@ LEASE_SECONDS = FUNCTION_TIMEOUT_SECONDS + 30
 SETTLE_MARGIN_SECONDS = 20
 MAX_KEY_LENGTH = 255
 _PROBLEM = "urn:twilio-functions:problem:idempotency"
+_STILL_RUNNING = "A request with this Idempotency-Key is still being processed."
 
 ClaimState = Literal["new", "in_flight", "unknown", "done", "mismatch"]
 
@@ -51,11 +52,36 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Creation:
     """A create under a key: what it asks for, how to make it, how to find it at Twilio.
-    `create` and `find` return the 201 body; `find` returns None when Twilio has none."""
+    `create` and `find` return the answer's body; `find` returns None when Twilio has none."""
 
     intent: Attempt  # started_at and owner are filled in per attempt
     create: Callable[[Attempt], dict[str, Any]]
     find: Callable[[Attempt], dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a request under a key gets: its own create's answer, or (replayed) an earlier
+    request's, or what was found at Twilio for an earlier attempt whose answer was lost."""
+
+    stored: StoredResponse
+    replayed: bool
+
+
+class Busy(Exception):
+    """The key is held by an attempt still running, or whose outcome cannot be known yet."""
+
+    def __init__(self, retry_after: float, detail: str) -> None:
+        super().__init__(detail)
+        self.retry_after, self.detail = retry_after, detail
+
+
+class Mismatch(Exception):
+    """The key was used with a different request."""
+
+
+# How a create that raised is answered, and what that means for the message or call.
+Failure = Callable[[Exception], tuple[StoredResponse, twilio_errors.Outcome]]
 
 
 def idempotent(
@@ -70,35 +96,56 @@ def idempotent(
     """Create once per (caller, route, Idempotency-Key); answer retries with what happened."""
     key = req.headers.get(KEY_HEADER)
     now = clock.now()
+
+    def failure(exc: Exception) -> tuple[StoredResponse, twilio_errors.Outcome]:
+        return _stored(failure_response(exc, route)), twilio_errors.outcome(exc)
+
     if key is None:
         return _run(creation, replace(creation.intent, started_at=now, owner=""), route)
     if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
-        raise _problem(
-            400,
-            "Bad Request",
-            f"{KEY_HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.",
-        )
+        detail = f"{KEY_HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters."
+        raise _problem(400, "Bad Request", detail)
     scope = f"{caller}|{route}"
-    attempt = replace(creation.intent, started_at=now, owner=_owner(scope, key))
-    fingerprint = request_fingerprint(fields)
     try:
-        state, record = claim(store, scope, key, fingerprint, attempt, now)
+        answer = once(
+            store, settings, scope, key, request_fingerprint(fields), creation, now, failure
+        )
+    except Mismatch:
+        detail = f"This {KEY_HEADER} was used with a different request."
+        raise _problem(422, "Idempotency-Key reused", detail) from None
+    except Busy as busy:
+        raise _in_progress(busy.retry_after, busy.detail) from None
     except StoreUnavailable:
         if not settings.store_fail_open:
             raise
         logger.warning("State store unavailable: %s runs without idempotency (fail open)", route)
-        return _run(creation, attempt, route)
+        return _run(creation, replace(creation.intent, started_at=now, owner=""), route)
+    return _response(answer)
+
+
+def once(
+    store: Store,
+    settings: Settings,
+    scope: str,
+    key: str,
+    fingerprint: str,
+    creation: Creation,
+    now: float,
+    failure: Failure,
+) -> Answer:
+    """The create, at most once per key; raises Mismatch or Busy. HTTP-free: the routes
+    and the broadcast's send activity both go through here."""
+    attempt = replace(creation.intent, started_at=now, owner=_owner(scope, key))
+    state, record = claim(store, scope, key, fingerprint, attempt, now)
     if state == "mismatch":
-        raise _problem(
-            422, "Idempotency-Key reused", f"This {KEY_HEADER} was used with a different request."
-        )
+        raise Mismatch()
     if state == "done":
         assert record is not None and record.response is not None
-        return _replay(record.response)
+        return Answer(record.response, replayed=True)
     if state == "new":
-        return _attempt(store, scope, key, creation, attempt, route)
+        return _attempt(store, scope, key, creation, attempt, failure)
     assert record is not None and record.attempt is not None
-    return _recover(store, settings, scope, key, creation, state, record, attempt, route)
+    return _recover(store, settings, scope, key, creation, state, record, attempt, failure)
 
 
 def request_fingerprint(fields: Mapping[str, Any]) -> str:
@@ -131,32 +178,30 @@ def claim(
         decided.append((state, current))
         if state != "new":
             return None
-        return IdempotencyRecord(
-            fingerprint, now + KEY_TTL_SECONDS, now + LEASE_SECONDS, attempt=attempt
-        )
+        expires, lease = now + KEY_TTL_SECONDS, now + LEASE_SECONDS
+        return IdempotencyRecord(fingerprint, expires, lease, attempt=attempt)
 
     store.update_key(scope, key, change)
     return decided[0]
 
 
 def _attempt(
-    store: Store, scope: str, key: str, creation: Creation, attempt: Attempt, route: str
-) -> func.HttpResponse:
+    store: Store, scope: str, key: str, creation: Creation, attempt: Attempt, failure: Failure
+) -> Answer:
     """Create, then settle the key by what became of it."""
     try:
-        response = json_response(creation.create(attempt), status_code=201)
+        stored = StoredResponse(201, json.dumps(creation.create(attempt)), "application/json")
     except Exception as exc:
-        outcome = twilio_errors.outcome(exc)
-        response = failure_response(exc, route)
+        stored, outcome = failure(exc)
         if outcome == "unknown":
             settle(store, scope, key, attempt, lambda r: replace(r, unknown=True))
         elif outcome == "not-sent":  # a retry may well succeed: it must be able to send
             settle(store, scope, key, attempt, lambda r: replace(r, expires_at=0.0))
         else:  # refused for good: the same answer every time
-            settle(store, scope, key, attempt, lambda r: replace(r, response=_stored(response)))
-        return response
-    settle(store, scope, key, attempt, lambda r: replace(r, response=_stored(response)))
-    return response
+            settle(store, scope, key, attempt, lambda r: replace(r, response=stored))
+        return Answer(stored, replayed=False)
+    settle(store, scope, key, attempt, lambda r: replace(r, response=stored))
+    return Answer(stored, replayed=False)
 
 
 def _recover(
@@ -168,8 +213,8 @@ def _recover(
     state: ClaimState,
     record: IdempotencyRecord,
     attempt: Attempt,
-    route: str,
-) -> func.HttpResponse:
+    failure: Failure,
+) -> Answer:
     """A retry while an attempt runs or after its answer was lost: find it, or wait, or
     (when Twilio provably has none and the attempt can no longer land) send again."""
     prior = record.attempt
@@ -177,35 +222,34 @@ def _recover(
     now = attempt.started_at
     running_normally = now - prior.started_at < settings.twilio_timeout + 5
     if state == "in_flight" and running_normally:
-        raise _in_progress(1, "A request with this Idempotency-Key is still being processed.")
+        raise Busy(1, _STILL_RUNNING)
     try:
         found = creation.find(prior)
     except Exception as exc:
         logger.warning("Could not look up an earlier attempt at Twilio: %s", type(exc).__name__)
-        raise _in_progress(
+        raise Busy(
             5, "An earlier attempt's outcome is unknown and Twilio cannot be asked right now."
         ) from None
     if found is not None:
-        response = json_response(found, status_code=201)
-        settle(store, scope, key, prior, lambda r: replace(r, response=_stored(response)))
-        response.headers["Idempotent-Replayed"] = "true"
-        return response
+        stored = StoredResponse(201, json.dumps(found), "application/json")
+        settle(store, scope, key, prior, lambda r: replace(r, response=stored))
+        return Answer(stored, replayed=True)
     if state == "in_flight":
-        raise _in_progress(
+        raise Busy(
             record.lease_until - now,
             "A request with this Idempotency-Key is still being processed.",
         )
     settled_at = prior.started_at + settings.twilio_timeout + SETTLE_MARGIN_SECONDS
     if now < settled_at:
-        raise _in_progress(
+        raise Busy(
             settled_at - now,
             "An earlier attempt's outcome is unknown and Twilio may still accept it; "
             "retry after Retry-After to let the app check again.",
         )
     if not _take_over(store, scope, key, prior, attempt):
-        raise _in_progress(1, "Another retry with this Idempotency-Key is being processed.")
-    logger.info("%s: Twilio has no record of an earlier attempt; sending again", route)
-    return _attempt(store, scope, key, creation, attempt, route)
+        raise Busy(1, "Another retry with this Idempotency-Key is being processed.")
+    logger.info("Twilio has no record of an earlier attempt; sending again")
+    return _attempt(store, scope, key, creation, attempt, failure)
 
 
 def _run(creation: Creation, attempt: Attempt, route: str) -> func.HttpResponse:
@@ -268,11 +312,13 @@ def _stored(response: func.HttpResponse) -> StoredResponse:
     )
 
 
-def _replay(stored: StoredResponse) -> func.HttpResponse:
+def _response(answer: Answer) -> func.HttpResponse:
+    stored = answer.stored
+    replayed = {"Idempotent-Replayed": "true"} if answer.replayed else {}
     return func.HttpResponse(
         stored.body,
         status_code=stored.status_code,
-        headers={**dict(stored.headers), "Idempotent-Replayed": "true"},
+        headers={**dict(stored.headers), **replayed},
         mimetype=stored.content_type,
     )
 

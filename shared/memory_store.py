@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from shared.delivery_status import Delivery, Kind
@@ -89,13 +88,15 @@ class MemoryStore:
         with self._lock:
             return list(self._chunks.get((broadcast_id, chunk), []))
 
-    def cancel_broadcast(self, broadcast_id: str) -> bool:
+    def update_broadcast(
+        self, broadcast_id: str, change: Callable[[BroadcastRecord], BroadcastRecord]
+    ) -> BroadcastRecord | None:
         with self._lock:
             record = self._broadcasts.get(broadcast_id)
             if record is None:
-                return False
-            self._broadcasts[broadcast_id] = replace(record, cancelled=True)
-            return True
+                return None
+            self._broadcasts[broadcast_id] = updated = change(record)
+            return updated
 
     def record_recipient_result(
         self, broadcast_id: str, index: int, result: dict[str, Any]

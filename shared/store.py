@@ -73,6 +73,7 @@ class BroadcastRecord:
     rejected: int
     created_at: str
     cancelled: bool = False
+    charged: bool = False  # the caller's quota was charged for every recipient
 
     @property
     def chunks(self) -> int:
@@ -120,7 +121,11 @@ class Store(Protocol):
 
     def broadcast_chunk(self, broadcast_id: str, chunk: int) -> list[str]: ...
 
-    def cancel_broadcast(self, broadcast_id: str) -> bool: ...
+    def update_broadcast(
+        self, broadcast_id: str, change: Callable[[BroadcastRecord], BroadcastRecord]
+    ) -> BroadcastRecord | None:
+        """Apply `change` to the record atomically; None when there is no such broadcast."""
+        ...
 
     def record_recipient_result(
         self, broadcast_id: str, index: int, result: dict[str, Any]

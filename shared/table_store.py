@@ -232,16 +232,22 @@ class TableStore:
         return list(json.loads(entity["to"])) if entity else []
 
     @_available
-    def cancel_broadcast(self, broadcast_id: str) -> bool:
+    def update_broadcast(
+        self, broadcast_id: str, change: Callable[[BroadcastRecord], BroadcastRecord]
+    ) -> BroadcastRecord | None:
         table = self._table("Broadcasts")
         for _ in range(MAX_CONFLICT_RETRIES):
             entity = self._get(table, _safe(broadcast_id), "meta")
             if entity is None:
-                return False
-            record = {**json.loads(entity["record"]), "cancelled": True}
-            updated = {"PartitionKey": broadcast_id, "RowKey": "meta", "record": json.dumps(record)}
-            if self._write(table, updated, entity):
-                return True
+                return None
+            updated = change(BroadcastRecord(**json.loads(entity["record"])))
+            row = {
+                "PartitionKey": broadcast_id,
+                "RowKey": "meta",
+                "record": json.dumps(asdict(updated)),
+            }
+            if self._write(table, row, entity):
+                return updated
         raise StoreUnavailable()
 
     @_available

@@ -71,7 +71,7 @@ def summary(status: dict[str, Any]) -> dict[str, Any]:
 ALL_SENT = {
     "runtimeStatus": "Completed",
     "total": 25,
-    "counts": {"pending": 0, "sent": 25, "failed": 0, "canceled": 0},
+    "counts": {"pending": 0, "sent": 25, "failed": 0, "canceled": 0, "notSent": 0, "unknown": 0},
     "progress": 1.0,
 }
 

@@ -232,6 +232,7 @@ def test_broadcast_chunks_results_and_cancel(store: Store) -> None:
         {"index": 2, "status": "failed"},
     ]
     assert store.recipient_results("b1", 3, 10) == [{"index": 4, "status": "sent"}]
-    assert store.cancel_broadcast("b1") is True
-    assert store.broadcast("b1").cancelled is True  # type: ignore[union-attr]
-    assert store.cancel_broadcast("nope") is False
+    cancelled = store.update_broadcast("b1", lambda r: replace(r, cancelled=True, charged=True))
+    assert cancelled is not None and (cancelled.cancelled, cancelled.charged) == (True, True)
+    assert store.broadcast("b1") == cancelled
+    assert store.update_broadcast("nope", lambda r: replace(r, cancelled=True)) is None
