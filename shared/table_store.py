@@ -20,6 +20,7 @@ from dataclasses import asdict
 from typing import Any
 
 from azure.core import MatchConditions
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
@@ -30,6 +31,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.delivery_status import Delivery, Kind, StatusEvent
+from shared.settings import StoreIdentity
 from shared.store import (
     Attempt,
     BroadcastRecord,
@@ -110,19 +112,27 @@ class Breaker:
 class TableStore:
     def __init__(
         self,
-        connection_string: str,
+        target: str | StoreIdentity,
         prefix: str,
         *,
         connect_timeout: float = 2.0,
         read_timeout: float = 3.0,
         cooldown: float = 5.0,
     ) -> None:
+        """`target`: a connection string (shared key; Azurite), or an endpoint reached
+        with an Entra token (the app's managed identity)."""
         # Fail fast and without retries of our client's own: a request waiting on a
-        # dead store only holds a worker thread, and the caller retries anyway.
-        self._service = TableServiceClient.from_connection_string(
-            connection_string, retry_total=0,
-            connection_timeout=connect_timeout, read_timeout=read_timeout,
-        )  # fmt: skip
+        # dead store only holds a worker thread, and the caller retries anyway. The token
+        # request of an identity gets the same bounds; a failed one opens the breaker too.
+        limits: dict[str, Any] = {
+            "retry_total": 0, "connection_timeout": connect_timeout, "read_timeout": read_timeout,
+        }  # fmt: skip
+        if isinstance(target, str):
+            self._service = TableServiceClient.from_connection_string(target, **limits)
+        else:
+            self._service = TableServiceClient(
+                target.endpoint, credential=identity_credential(target, **limits), **limits
+            )
         self._prefix = prefix
         self._tables: dict[str, TableClient] = {}
         self._lock = threading.Lock()
@@ -305,6 +315,19 @@ class TableStore:
                 return False
             raise
         return True
+
+
+def identity_credential(identity: StoreIdentity, **limits: Any) -> TokenCredential:
+    """The app's managed identity (a user-assigned one when a client ID is given), as the
+    host uses for `AzureWebJobsStorage__credential=managedidentity`; without that setting,
+    DefaultAzureCredential, which is the managed identity on Azure and a developer's
+    sign-in elsewhere. azure-identity loads here only: not on the TwiML path, not for a
+    connection string."""
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if identity.managed_identity:
+        return ManagedIdentityCredential(client_id=identity.client_id, **limits)
+    return DefaultAzureCredential(**limits)
 
 
 def _digest(value: str) -> str:
