@@ -30,6 +30,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
+from shared import clock
 from shared.delivery_status import Delivery, Kind, StatusEvent
 from shared.settings import StoreIdentity
 from shared.store import (
@@ -156,7 +157,8 @@ class TableStore:
             updated = change(current)
             if updated is None:
                 return current
-            if self._write(table, _delivery_entity(updated), entity):
+            row = {**_delivery_entity(updated), "updated_at": clock.now()}
+            if self._write(table, row, entity):
                 return updated
         raise StoreUnavailable()
 
@@ -193,11 +195,48 @@ class TableStore:
             updated = change({int(slot): int(amount) for slot, amount in stored.items()})
             if updated is None:
                 return
-            row = {"PartitionKey": pk, "RowKey": "slots", "slots": json.dumps(updated)}
+            row = {
+                "PartitionKey": pk, "RowKey": "slots", "slots": json.dumps(updated),
+                "updated_at": clock.now(),
+            }  # fmt: skip
             if self._write(table, row, entity):
                 return
             time.sleep(random.uniform(0, 0.01))  # spread out the losers of a race
         raise StoreUnavailable()
+
+    # Expiry ----------------------------------------------------------------------------
+    # A server-side filter on a property scans the table, which a daily job can afford.
+    # Rows written before `updated_at` existed have none, match no filter and stay (only
+    # local Azurite data can hold such rows: Azure kept no state in tables before it).
+
+    @_available
+    def purge_keys(self, now: float) -> int:
+        return self._purge("Idempotency", "expires_at le @t", now)
+
+    @_available
+    def purge_counters(self, idle_since: float) -> int:
+        return self._purge("Counters", "updated_at lt @t", idle_since)
+
+    @_available
+    def purge_deliveries(self, unchanged_since: float) -> int:
+        return self._purge("Deliveries", "updated_at lt @t", unchanged_since)
+
+    def _purge(self, table_name: str, condition: str, moment: float) -> int:
+        table = self._table(table_name)
+        found = table.query_entities(
+            condition, parameters={"t": float(moment)}, select=["PartitionKey", "RowKey"]
+        )
+        deleted = 0
+        for entity in found:
+            try:  # only as read: a row rewritten meanwhile is in use again
+                table.delete_entity(
+                    entity["PartitionKey"], entity["RowKey"],
+                    etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified,
+                )  # fmt: skip
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue
+            deleted += 1
+        return deleted
 
     # Opt-outs ---------------------------------------------------------------------------
 
@@ -310,6 +349,10 @@ class TableStore:
                 )  # fmt: skip
         except (ResourceExistsError, ResourceModifiedError):
             return False
+        except ResourceNotFoundError as exc:
+            if read is None or "TableNotFound" in str(exc):
+                raise
+            return False  # deleted since it was read (expired): read again, then insert
         except HttpResponseError as exc:
             if exc.status_code in (409, 412):
                 return False
