@@ -35,6 +35,8 @@ HOST_SETTINGS = {
     "AzureWebJobsStorage__tableServiceUri": "host storage (table): Durable's history, and the app's state",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "the host's telemetry",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "telemetry with an Entra token",
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "the worker configures Azure Monitor",
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "the distro's URL-recording instrumentations off",
 }
 # A connection the host resolves from NAME or, identity-based, from NAME__* settings.
 HOST_CONNECTIONS = {"AzureWebJobsStorage"}
@@ -247,6 +249,9 @@ def test_the_template_sets_exactly_these_settings() -> None:
     )
     assert settings["AzureWebJobsStorage__credential"] == "'managedidentity'"
     assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "'Authorization=AAD'"
+    assert settings["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"] == "'true'"
+    # They record full URLs (Twilio's list calls filter by phone number) and exception texts.
+    assert settings["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] == "'requests,urllib3,urllib'"
     assert settings["PUBLIC_BASE_URL"] == "baseUrl"
     assert settings["TASKHUB_NAME"] == "taskHubName"
     assert settings["CALLER_AUTH"] == "callerAuth"

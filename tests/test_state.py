@@ -335,15 +335,17 @@ def test_azurite_refuses_requests_without_a_token(azurite_oauth: tuple[str, Path
     assert answer.status_code == 403
 
 
-def test_the_twiml_path_never_loads_azure_identity() -> None:
-    # Cold start: Twilio waits 15 s for TwiML; the identity library is for the store only.
+def test_the_twiml_path_never_loads_azure_identity_nor_opentelemetry() -> None:
+    # Cold start: Twilio waits 15 s for TwiML; the identity library is for the store only,
+    # and OpenTelemetry's metrics and exporter are the worker's to load when telemetry is on
+    # (shared/telemetry.py; its trace API comes with azure-functions-durable anyway).
     code = "\n".join([
         "import asyncio, sys, function_app, azure.functions as func",
         "fns = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}",
         "twiml = asyncio.run(fns['TwiML'](func.HttpRequest('GET', 'https://x/api/TwiML?message=hi', body=b'')))",
         "health = fns['Health'](func.HttpRequest('GET', 'https://x/api/health', body=b''))",
         "print(twiml.status_code, health.status_code, *[m in sys.modules for m in MODULES])",
-    ]).replace("MODULES", repr(("azure.identity", "azure.data.tables")))  # fmt: skip
+    ]).replace("MODULES", repr(("azure.identity", "azure.data.tables", "opentelemetry.metrics", "azure.monitor")))  # fmt: skip
     environ = {
         **IDENTITY, "PATH": "", "AZURE_FUNCTIONS_ENVIRONMENT": "Development",
         "TWILIO_VALIDATE_SIGNATURES": "false",
@@ -352,4 +354,4 @@ def test_the_twiml_path_never_loads_azure_identity() -> None:
         [sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True, text=True,
         timeout=60, check=True,
     )  # fmt: skip
-    assert result.stdout.split() == ["200", "200", "False", "False"]
+    assert result.stdout.split() == ["200", "200", "False", "False", "False", "False"]
