@@ -3,6 +3,7 @@
 import azure.functions as func
 
 from Broadcast import bp as broadcast
+from Cleanup import bp as cleanup
 from DeliveryStatus import bp as delivery_status
 from Health import bp as health
 from MakeCall import bp as make_call
@@ -13,7 +14,8 @@ from StatusCallback import bp as status_callback
 from TwiML import bp as twiml
 
 # Mobile routes need a function key unless CALLER_AUTH has us check identities ourselves;
-# Twilio's routes (TwiML, StatusCallback), health and the OpenAPI document are anonymous.
+# Twilio's routes (TwiML, StatusCallback), health and the OpenAPI document are anonymous;
+# Cleanup is a timer (daily expiry of state).
 app = func.FunctionApp(http_auth_level=mobile_auth_level())
 app.register_functions(send_sms)
 app.register_functions(make_call)
@@ -23,3 +25,4 @@ app.register_functions(delivery_status)
 app.register_functions(broadcast)
 app.register_functions(health)
 app.register_functions(openapi)
+app.register_functions(cleanup)

@@ -1,5 +1,6 @@
-"""GET /api/health → {status, twilio: live|sandbox|missing, publicBaseUrl}; anonymous, so it
-says nothing an attacker could use (no secret, and not whether signatures are checked)."""
+"""GET /api/health → {status, twilio: live|sandbox|missing, state: table|memory|missing,
+publicBaseUrl}; anonymous, so it says nothing an attacker could use (no secret, no storage
+endpoint, and not whether signatures are checked)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
         {
             "status": "ok",
             "twilio": settings.twilio_mode,
+            "state": settings.store_kind,
             "publicBaseUrl": settings.public_base_url,
         }
     )

@@ -28,11 +28,13 @@ from devhost.durable.standin import DurableStandIn, StoreUnreachable, open_store
 from devhost.guard import local_only
 from devhost.host import (
     HttpRoute,
+    add_admin_routes,
     add_function_routes,
     create_host_app,
     describe,
     http_routes,
     route_prefix,
+    timer_functions,
 )
 from devhost.sandbox import SandboxConfig, create_sandbox_app
 from devhost.worker import IndexedFunction, InProcessWorker, WorkerRefused
@@ -146,6 +148,7 @@ async def serve(args: argparse.Namespace, sandbox: bool) -> None:
     host_app = create_host_app([public_host] if public_host else [])
     if sandbox_app is not None:
         add_console(host_app, sandbox_app)
+    add_admin_routes(host_app, worker, indexed)  # before the catch-all function routes
     add_function_routes(host_app, worker, routes, durable.client_binding if durable else None)
     host_url = await _start(host_app, host, port, runners)
     if not os.environ.get("PUBLIC_BASE_URL", "").strip():
@@ -157,7 +160,7 @@ async def serve(args: argparse.Namespace, sandbox: bool) -> None:
             os.environ["PUBLIC_BASE_URL"],
             host_url,
         )
-    _banner(routes, prefix, host_url, sandbox_url, durable)
+    _banner(routes, prefix, host_url, sandbox_url, durable, timer_functions(indexed))
     ready = {"host": host_url, "sandbox": sandbox_url, "durable": durable and durable.rpc_base_url}
     print(f"{READY_PREFIX}{json.dumps(ready)}", flush=True)
     try:
@@ -231,11 +234,19 @@ def _banner(
     host_url: str,
     sandbox_url: str | None,
     durable: DurableStandIn | None,
+    timers: list[IndexedFunction],
 ) -> None:
     lines = ["", "Functions:"]
     lines += [
         f"  {name:<15} {route}" for name, route in describe(functions, prefix, host_url).items()
     ]
+    if timers:
+        lines += ["", "Timers: not run on their schedule here; run one now with"]
+        lines += [
+            f"  {t.name:<15} curl -X POST {host_url}/admin/functions/{t.name}  "
+            f"(on Azure: {t.trigger.get('schedule')})"
+            for t in timers
+        ]
     if durable is not None:
         registry = durable.registry
         lines += [

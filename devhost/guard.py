@@ -38,6 +38,11 @@ def local_only(extra_hosts: Iterable[str] = ()) -> Middleware:
     return guard
 
 
+def reached_by_own_name(request: web.Request) -> bool:
+    """Reached as 127.0.0.1/localhost, not through a public name (a tunnel) it also accepts."""
+    return request.headers.get("Host", "").lower() in _own_hosts(request)
+
+
 def _own_hosts(request: web.Request) -> frozenset[str]:
     socket = request.transport.get_extra_info("sockname") if request.transport else None
     port = socket[1] if socket else None

@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
-from devhost.guard import local_only
+from devhost.guard import local_only, reached_by_own_name
 from devhost.rpc import messages as rpc
 from devhost.worker import IndexedFunction, InProcessWorker
 
@@ -151,6 +151,39 @@ def add_function_routes(
         return from_rpc_http(invocation.return_value, route.function.name)
 
     app.router.add_route("*", "/{path:(?s:.*)}", dispatch)  # (?s): paths may hold %0A
+
+
+# What the host passes a timer trigger (TimerInfo as JSON); azure.functions' TimerRequest
+# converter reads IsPastDue, ScheduleStatus and Schedule from it.
+_TIMER_NOW = json.dumps(
+    {"Schedule": {"AdjustForDST": True}, "ScheduleStatus": None, "IsPastDue": False}
+)
+
+
+def timer_functions(functions: list[IndexedFunction]) -> list[IndexedFunction]:
+    return [f for f in functions if f.trigger.get("type") == "timerTrigger"]
+
+
+def add_admin_routes(
+    app: web.Application, worker: InProcessWorker, functions: list[IndexedFunction]
+) -> None:
+    """`POST /admin/functions/{name}` runs a timer function now, through the worker, as
+    the host's admin API does; timers are not run on their schedule here. Unlike the
+    host (202 at once) it answers when the run is over: 202, or 500 with the error."""
+    timers = {f.name.lower(): f for f in timer_functions(functions)}
+
+    async def run_now(request: web.Request) -> web.Response:
+        function = timers.get(request.match_info["name"].lower())
+        if function is None or not reached_by_own_name(request):  # the host wants its master key
+            return web.Response(status=404)
+        trigger_arg = str(function.trigger["name"])
+        invocation = await worker.invoke(function, {trigger_arg: rpc.TypedData(json=_TIMER_NOW)})
+        if not invocation.succeeded:
+            logger.error("Function %s failed: %s", function.name, invocation.error)
+            return web.Response(status=500, text=invocation.error)
+        return web.Response(status=202)
+
+    app.router.add_post("/admin/functions/{name}", run_now)
 
 
 def _match(

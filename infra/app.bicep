@@ -312,6 +312,8 @@ var baseUrl = !empty(publicBaseUrl) ? publicBaseUrl : 'https://${site.properties
 
 // App settings. tests/test_deploy.py reads the keys of these four objects.
 // The Functions host: storage through the identity, telemetry with Entra, the task hub.
+// The worker configures OpenTelemetry with Azure Monitor itself (shared/telemetry.py);
+// the HTTP instrumentations that record full URLs and exception texts are left off.
 var hostSettings = {
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__blobServiceUri: 'https://${storage.name}.blob.${storageSuffix}'
@@ -319,6 +321,8 @@ var hostSettings = {
   AzureWebJobsStorage__tableServiceUri: 'https://${storage.name}.table.${storageSuffix}'
   APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
+  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
+  OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: 'requests,urllib3,urllib'
   TASKHUB_NAME: taskHubName
 }
 

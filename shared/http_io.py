@@ -15,6 +15,7 @@ from typing import Any
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.errors import AppError, BadRequest, MethodNotAllowed, UnsupportedMediaType
 
 # Bodies each route accepts, checked before anything is parsed. Twilio's webhooks are a
@@ -111,7 +112,10 @@ def error_boundary(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
-        return as_response(lambda: handler(req), handler.__name__)
+        with telemetry.request_span(handler.__name__):
+            response = as_response(lambda: handler(req), handler.__name__)
+            telemetry.answered(response.status_code)
+            return response
 
     return wrapper
 
@@ -131,10 +135,13 @@ def async_error_boundary[**P](
 
     @functools.wraps(handler)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> func.HttpResponse:
-        try:
-            return await handler(*args, **kwargs)
-        except Exception as exc:
-            return failure_response(exc, handler.__name__)
+        with telemetry.request_span(handler.__name__):
+            try:
+                response = await handler(*args, **kwargs)
+            except Exception as exc:
+                response = failure_response(exc, handler.__name__)
+            telemetry.answered(response.status_code)
+            return response
 
     return wrapper
 
@@ -150,6 +157,7 @@ def failure_response(exc: Exception, name: str) -> func.HttpResponse:
 
 
 def _answer(name: str, error: AppError) -> func.HttpResponse:
+    telemetry.refused(error.extra.get("rule"), error.extra.get("twilioCode"))
     if error.status_code >= 500:
         logger.warning("%s answered %d: %s", name, error.status_code, error.title)
     return problem_response(error)

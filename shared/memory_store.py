@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from shared import clock
 from shared.delivery_status import Delivery, Kind
 from shared.store import BroadcastRecord, IdempotencyRecord, Slots
 
@@ -18,6 +19,8 @@ class MemoryStore:
         self._deliveries: dict[tuple[str, str], Delivery] = {}
         self._keys: dict[tuple[str, str], IdempotencyRecord] = {}
         self._counters: dict[str, Slots] = {}
+        # When each delivery and counter was last written (clock time), as the table keeps it.
+        self._written: dict[tuple[str, str], float] = {}
         self._opt_outs: set[str] = set()
         self._broadcasts: dict[str, BroadcastRecord] = {}
         self._chunks: dict[tuple[str, int], list[str]] = {}
@@ -35,6 +38,7 @@ class MemoryStore:
             updated = change(current)
             if updated is not None:
                 self._deliveries[(kind, sid)] = updated
+                self._written[("delivery", f"{kind}:{sid}")] = clock.now()
             return updated or current
 
     def update_key(
@@ -55,6 +59,7 @@ class MemoryStore:
             updated = change(dict(self._counters.get(counter, {})))
             if updated is not None:
                 self._counters[counter] = dict(updated)
+                self._written[("counter", counter)] = clock.now()
 
     def add_opt_out(self, number: str) -> None:
         with self._lock:
@@ -63,6 +68,31 @@ class MemoryStore:
     def is_opted_out(self, number: str) -> bool:
         with self._lock:
             return number in self._opt_outs
+
+    def purge_keys(self, now: float) -> int:
+        with self._lock:
+            expired = [key for key, record in self._keys.items() if record.expires_at <= now]
+            for key in expired:
+                del self._keys[key]
+            return len(expired)
+
+    def purge_counters(self, idle_since: float) -> int:
+        with self._lock:
+            idle = [c for c in self._counters if self._written[("counter", c)] < idle_since]
+            for counter in idle:
+                del self._counters[counter], self._written[("counter", counter)]
+            return len(idle)
+
+    def purge_deliveries(self, unchanged_since: float) -> int:
+        with self._lock:
+            old = [
+                (kind, sid)
+                for kind, sid in self._deliveries
+                if self._written[("delivery", f"{kind}:{sid}")] < unchanged_since
+            ]
+            for kind, sid in old:
+                del self._deliveries[(kind, sid)], self._written[("delivery", f"{kind}:{sid}")]
+            return len(old)
 
     def create_broadcast(self, record: BroadcastRecord) -> bool:
         with self._lock:

@@ -21,6 +21,7 @@ from shared.phone import NUMBER_TYPES
 from shared.urls import is_hostname
 
 TwilioMode = Literal["live", "sandbox", "missing"]
+StoreKind = Literal["table", "memory", "missing"]
 CallerAuth = Literal["function-key", "easyauth", "jwt"]
 CALLER_AUTH_MODES: tuple[CallerAuth, ...] = ("function-key", "easyauth", "jwt")
 
@@ -37,6 +38,12 @@ _FALSE = {"0", "false", "no", "off"}
 _LIMIT = re.compile(r"(\d{1,9})\s*/\s*(second|minute|hour|day)")
 _WINDOW_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,29}")
+_ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
+_CLIENT_ID = re.compile(r"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}")
+# The host's storage connection (AzureWebJobsStorage, or its identity-based __* settings);
+# the same account holds the app's tables. Keys are spelled out where read, for the
+# settings-coverage test (tests/test_deploy.py) to see them.
+HOST_STORAGE = "AzureWebJobsStorage"
 _NUMBER_PREFIX = re.compile(r"\+[0-9]{1,15}")
 # Destinations that cost no more than a normal message or call; premium-rate, shared-cost,
 # UAN, personal and toll-free numbers can bill the sender extra or feed SMS pumping.
@@ -47,6 +54,16 @@ DEVELOPMENT_STORAGE = (
     "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
     "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
 )
+
+
+@dataclass(frozen=True)
+class StoreIdentity:
+    """Table Storage reached with an Entra token (the app's managed identity), as the
+    host reaches its own storage from the identity-based AzureWebJobsStorage__* settings."""
+
+    endpoint: str  # https://<account>.table.core.windows.net
+    client_id: str | None = None  # a user-assigned identity; None: the system-assigned one
+    managed_identity: bool = True  # False: DefaultAzureCredential (developer sign-in too)
 
 
 @dataclass(frozen=True)
@@ -106,7 +123,10 @@ class Settings:
     rate_limit_retries: int = 2
     rate_limit_backoff: float = 1.0
     worker_threads: int = 8
-    store_connection: Secret | None = None  # None: the in-memory store (one process only)
+    store_connection: Secret | None = None  # a connection string (shared key, Azurite)
+    store_identity: StoreIdentity | None = None  # else Table Storage through an identity
+    running_on_azure: bool = False  # WEBSITE_INSTANCE_ID is set: never the in-memory store
+    state_retention_days: int = 30  # delivery records kept this long after their last change
     store_table_prefix: str = "Twilio"
     store_fail_open: bool = False
     store_connect_timeout: float = 2.0
@@ -128,6 +148,14 @@ class Settings:
     jwt_required_scope: str | None = None
     jwt_required_role: str | None = None
     jwt_leeway_seconds: float = 60.0
+
+    @property
+    def store_kind(self) -> StoreKind:
+        """Where state lives: a table (shared), memory (one process, local only), or
+        nowhere (on Azure without a store: routes needing state answer 503)."""
+        if self.store_connection is not None or self.store_identity is not None:
+            return "table"
+        return "missing" if self.running_on_azure else "memory"
 
     @property
     def twilio_mode(self) -> TwilioMode:
@@ -163,6 +191,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     auth_token = env.get("TWILIO_AUTH_TOKEN")
     twilio_api_base_url = env.base_url("TWILIO_API_BASE_URL")
     local = _local_development(env)
+    store_connection = _store_connection(env)
     return Settings(
         account_sid=env.matching("TWILIO_ACCOUNT_SID", _ACCOUNT_SID, "an Account SID (AC…)"),
         auth_token=Secret(auth_token) if auth_token else None,
@@ -194,7 +223,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         worker_threads=int(
             env.number("PYTHON_THREADPOOL_THREAD_COUNT", _default_threads(), low=1, high=256)
         ),
-        store_connection=_store_connection(env),
+        store_connection=store_connection,
+        store_identity=None if store_connection else _store_identity(env),
+        running_on_azure=env.get("WEBSITE_INSTANCE_ID") is not None,
+        state_retention_days=int(env.number("STATE_RETENTION_DAYS", 30, low=1, high=3650)),
         store_table_prefix=env.matching(
             "STATE_TABLE_PREFIX", _TABLE_PREFIX, "letters and digits, starting with a letter"
         )
@@ -306,6 +338,30 @@ def _store_connection(env: _Env) -> Secret | None:
     if value.replace(" ", "").lower() == "usedevelopmentstorage=true":
         value = DEVELOPMENT_STORAGE
     return Secret(value)
+
+
+def _store_identity(env: _Env) -> StoreIdentity | None:
+    """The host's identity-based storage settings, read as the host reads them: a table
+    service URI, else an account name (public Azure); `__credential=managedidentity` with
+    `__clientId` picks a user-assigned identity."""
+    endpoint = env.base_url("AzureWebJobsStorage__tableServiceUri")
+    if endpoint is not None and not endpoint.startswith("https://"):
+        # Bearer tokens are refused over plain http (azure-core), so this could never work.
+        raise InvalidSetting("AzureWebJobsStorage__tableServiceUri", "an https URL")
+    account = env.matching(
+        "AzureWebJobsStorage__accountName", _ACCOUNT_NAME, "a storage account name (3-24 a-z, 0-9)"
+    )
+    if endpoint is None and account is not None:
+        endpoint = f"https://{account}.table.core.windows.net"
+    if endpoint is None:
+        return None
+    credential = (env.get("AzureWebJobsStorage__credential") or "").lower()
+    if credential not in ("", "managedidentity"):
+        raise InvalidSetting("AzureWebJobsStorage__credential", "managedidentity, or unset")
+    client_id = env.matching("AzureWebJobsStorage__clientId", _CLIENT_ID, "a client ID (a GUID)")
+    return StoreIdentity(
+        endpoint, client_id, managed_identity=credential == "managedidentity" or bool(client_id)
+    )
 
 
 def _default_threads() -> int:

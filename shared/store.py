@@ -106,6 +106,20 @@ class Store(Protocol):
 
     def add_opt_out(self, number: str) -> None: ...
 
+    # Expiry (shared/cleanup.py): each deletes what no request can use any more, unless
+    # it changed meanwhile, and says how many records it deleted.
+    def purge_keys(self, now: float) -> int:
+        """Delete idempotency records that have expired (`expires_at` <= now)."""
+        ...
+
+    def purge_counters(self, idle_since: float) -> int:
+        """Delete counters last written before `idle_since` (clock time)."""
+        ...
+
+    def purge_deliveries(self, unchanged_since: float) -> int:
+        """Delete delivery records last written before `unchanged_since` (clock time)."""
+        ...
+
     def is_opted_out(self, number: str) -> bool: ...
 
     # Broadcasts: the record, its recipients in chunks, one result per recipient.

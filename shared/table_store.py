@@ -20,6 +20,7 @@ from dataclasses import asdict
 from typing import Any
 
 from azure.core import MatchConditions
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
@@ -29,7 +30,9 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
+from shared import clock
 from shared.delivery_status import Delivery, Kind, StatusEvent
+from shared.settings import StoreIdentity
 from shared.store import (
     Attempt,
     BroadcastRecord,
@@ -110,19 +113,27 @@ class Breaker:
 class TableStore:
     def __init__(
         self,
-        connection_string: str,
+        target: str | StoreIdentity,
         prefix: str,
         *,
         connect_timeout: float = 2.0,
         read_timeout: float = 3.0,
         cooldown: float = 5.0,
     ) -> None:
+        """`target`: a connection string (shared key; Azurite), or an endpoint reached
+        with an Entra token (the app's managed identity)."""
         # Fail fast and without retries of our client's own: a request waiting on a
-        # dead store only holds a worker thread, and the caller retries anyway.
-        self._service = TableServiceClient.from_connection_string(
-            connection_string, retry_total=0,
-            connection_timeout=connect_timeout, read_timeout=read_timeout,
-        )  # fmt: skip
+        # dead store only holds a worker thread, and the caller retries anyway. The token
+        # request of an identity gets the same bounds; a failed one opens the breaker too.
+        limits: dict[str, Any] = {
+            "retry_total": 0, "connection_timeout": connect_timeout, "read_timeout": read_timeout,
+        }  # fmt: skip
+        if isinstance(target, str):
+            self._service = TableServiceClient.from_connection_string(target, **limits)
+        else:
+            self._service = TableServiceClient(
+                target.endpoint, credential=identity_credential(target, **limits), **limits
+            )
         self._prefix = prefix
         self._tables: dict[str, TableClient] = {}
         self._lock = threading.Lock()
@@ -146,7 +157,8 @@ class TableStore:
             updated = change(current)
             if updated is None:
                 return current
-            if self._write(table, _delivery_entity(updated), entity):
+            row = {**_delivery_entity(updated), "updated_at": clock.now()}
+            if self._write(table, row, entity):
                 return updated
         raise StoreUnavailable()
 
@@ -183,11 +195,48 @@ class TableStore:
             updated = change({int(slot): int(amount) for slot, amount in stored.items()})
             if updated is None:
                 return
-            row = {"PartitionKey": pk, "RowKey": "slots", "slots": json.dumps(updated)}
+            row = {
+                "PartitionKey": pk, "RowKey": "slots", "slots": json.dumps(updated),
+                "updated_at": clock.now(),
+            }  # fmt: skip
             if self._write(table, row, entity):
                 return
             time.sleep(random.uniform(0, 0.01))  # spread out the losers of a race
         raise StoreUnavailable()
+
+    # Expiry ----------------------------------------------------------------------------
+    # A server-side filter on a property scans the table, which a daily job can afford.
+    # Rows written before `updated_at` existed have none, match no filter and stay (only
+    # local Azurite data can hold such rows: Azure kept no state in tables before it).
+
+    @_available
+    def purge_keys(self, now: float) -> int:
+        return self._purge("Idempotency", "expires_at le @t", now)
+
+    @_available
+    def purge_counters(self, idle_since: float) -> int:
+        return self._purge("Counters", "updated_at lt @t", idle_since)
+
+    @_available
+    def purge_deliveries(self, unchanged_since: float) -> int:
+        return self._purge("Deliveries", "updated_at lt @t", unchanged_since)
+
+    def _purge(self, table_name: str, condition: str, moment: float) -> int:
+        table = self._table(table_name)
+        found = table.query_entities(
+            condition, parameters={"t": float(moment)}, select=["PartitionKey", "RowKey"]
+        )
+        deleted = 0
+        for entity in found:
+            try:  # only as read: a row rewritten meanwhile is in use again
+                table.delete_entity(
+                    entity["PartitionKey"], entity["RowKey"],
+                    etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified,
+                )  # fmt: skip
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue
+            deleted += 1
+        return deleted
 
     # Opt-outs ---------------------------------------------------------------------------
 
@@ -306,11 +355,28 @@ class TableStore:
                 )  # fmt: skip
         except (ResourceExistsError, ResourceModifiedError):
             return False
+        except ResourceNotFoundError as exc:
+            if read is None or "TableNotFound" in str(exc):
+                raise
+            return False  # deleted since it was read (expired): read again, then insert
         except HttpResponseError as exc:
             if exc.status_code in (409, 412):
                 return False
             raise
         return True
+
+
+def identity_credential(identity: StoreIdentity, **limits: Any) -> TokenCredential:
+    """The app's managed identity (a user-assigned one when a client ID is given), as the
+    host uses for `AzureWebJobsStorage__credential=managedidentity`; without that setting,
+    DefaultAzureCredential, which is the managed identity on Azure and a developer's
+    sign-in elsewhere. azure-identity loads here only: not on the TwiML path, not for a
+    connection string."""
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if identity.managed_identity:
+        return ManagedIdentityCredential(client_id=identity.client_id, **limits)
+    return DefaultAzureCredential(**limits)
 
 
 def _digest(value: str) -> str:

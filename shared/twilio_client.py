@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from shared import telemetry
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ CONNECT_RETRIES = 2
 # twilio-python logs every request URL and its parameters (phone numbers, message
 # bodies) at INFO on this logger; that must never reach Application Insights.
 logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+# urllib3 logs each request line, query string included (Twilio's list calls filter by To
+# and From), at DEBUG: a log level raised for debugging must not export phone numbers.
+logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 
 
 def get_client(settings: Settings) -> Client:
@@ -64,9 +68,11 @@ def build_http_client(settings: Settings) -> TwilioHttpClient:
 
     class PooledHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio is untyped
         def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
-            return super().request(
-                method, _rebase(url, settings.twilio_api_base_url), *args, **kwargs
-            )
+            target = _rebase(url, settings.twilio_api_base_url)
+            with telemetry.twilio_call(method, target) as call:
+                response = super().request(method, target, *args, **kwargs)
+                call.answered(response.status_code, response.text)
+                return response
 
     client = PooledHttpClient(timeout=settings.twilio_timeout)
     # connect retries only: urllib3 never retries a POST whose request may have been sent.

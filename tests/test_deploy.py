@@ -14,7 +14,6 @@ import json
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -33,21 +32,14 @@ HOST_SETTINGS = {
     "AzureWebJobsStorage__credential": "host storage through the managed identity",
     "AzureWebJobsStorage__blobServiceUri": "host storage (blob): keys, leases, Durable",
     "AzureWebJobsStorage__queueServiceUri": "host storage (queue): Durable's queues",
-    "AzureWebJobsStorage__tableServiceUri": "host storage (table): Durable's history",
+    "AzureWebJobsStorage__tableServiceUri": "host storage (table): Durable's history, and the app's state",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "the host's telemetry",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "telemetry with an Entra token",
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "the worker configures Azure Monitor",
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "the distro's URL-recording instrumentations off",
 }
 # A connection the host resolves from NAME or, identity-based, from NAME__* settings.
 HOST_CONNECTIONS = {"AzureWebJobsStorage"}
-# Read by the app, provided by nothing yet: the template turns shared keys off, so there is
-# no connection string to give. Remove the mark when the store reaches Table Storage with
-# the managed identity (the template already sets AzureWebJobsStorage__tableServiceUri).
-KNOWN_GAPS = {
-    "STATE_STORE_CONNECTION": (
-        "the state store needs a connection string and the storage account allows no shared "
-        "key: in Azure the app falls back to its in-memory store (one instance only)"
-    ),
-}
 
 
 # --- reading Bicep as text -------------------------------------------------------------
@@ -219,16 +211,7 @@ def f(env, other):
     assert sorted(settings_read_by(source)) == ["A", "B", "C", "D", "E", "F", "G", "H"]
 
 
-def _read_settings() -> list[Any]:
-    return [
-        pytest.param(key, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[key]))
-        if key in KNOWN_GAPS
-        else key
-        for key in sorted(code_settings())
-    ]
-
-
-@pytest.mark.parametrize("key", _read_settings())
+@pytest.mark.parametrize("key", sorted(code_settings()))
 def test_each_setting_the_code_reads_is_set_by_the_template_or_optional(key: str) -> None:
     template = set(template_settings())
     optional, platform = readme_settings()
@@ -266,6 +249,9 @@ def test_the_template_sets_exactly_these_settings() -> None:
     )
     assert settings["AzureWebJobsStorage__credential"] == "'managedidentity'"
     assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "'Authorization=AAD'"
+    assert settings["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"] == "'true'"
+    # They record full URLs (Twilio's list calls filter by phone number) and exception texts.
+    assert settings["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] == "'requests,urllib3,urllib'"
     assert settings["PUBLIC_BASE_URL"] == "baseUrl"
     assert settings["TASKHUB_NAME"] == "taskHubName"
     assert settings["CALLER_AUTH"] == "callerAuth"
@@ -475,7 +461,7 @@ def test_funcignore_leaves_only_the_app_in_the_package() -> None:
             continue
         packaged.add(path.parts[0])
     assert sorted(packaged) == [
-        "Broadcast", "DeliveryStatus", "Health", "MakeCall", "OpenApi", "SendSms",
+        "Broadcast", "Cleanup", "DeliveryStatus", "Health", "MakeCall", "OpenApi", "SendSms",
         "StatusCallback", "TwiML", "function_app.py", "host.json", "requirements.txt", "shared",
     ]  # fmt: skip
 

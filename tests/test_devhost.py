@@ -25,6 +25,7 @@ def test_health_in_sandbox_mode(devhost: DevHost) -> None:
     assert response.json() == {
         "status": "ok",
         "twilio": "sandbox",
+        "state": "memory",
         "publicBaseUrl": devhost.url,
     }
 

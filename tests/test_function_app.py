@@ -50,6 +50,7 @@ def test_health_says_how_twilio_is_configured_and_nothing_secret(
         {
             "status": "ok",
             "twilio": "sandbox",
+            "state": "memory",
             "publicBaseUrl": "https://functions.example.com",
         },
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import time
 from collections.abc import Iterator
@@ -243,3 +244,37 @@ def test_a_hung_store_is_a_quick_503_and_twiml_keeps_answering(
             azurite.process.send_signal(signal.SIGCONT)
         host.stop()
         azurite.stop()
+
+
+def stored(record: Any, current: Any) -> Any:
+    return record
+
+
+def test_the_cleanup_timer_runs_through_the_worker(sandbox: Sandbox, azurite: Azurite) -> None:
+    # POST /admin/functions/Cleanup: the timer invoked through azure-functions-runtime with
+    # the TimerInfo JSON the host sends, on the host's shared store.
+    from shared.store import IdempotencyRecord
+    from shared.table_store import TableStore
+
+    env = app_env(sandbox, azurite)
+    store = TableStore(azurite.connection_string, env["STATE_TABLE_PREFIX"])
+    for key, expires_at in (("expired", 1.0), ("live", time.time() + 3600)):
+        store.update_key(
+            "scope", key, functools.partial(stored, IdempotencyRecord("f", expires_at, 0.0))
+        )
+    host = start_devhost(env)
+    try:
+        assert requests.post(f"{host.url}/admin/functions/cleanup", timeout=30).status_code == 202
+        assert requests.post(f"{host.url}/admin/functions/Nope", timeout=30).status_code == 404
+        # Only through the host's own name: not through a public name (a tunnel).
+        foreign = {"Host": "example.ngrok.app"}
+        answer = requests.post(f"{host.url}/admin/functions/Cleanup", headers=foreign, timeout=30)
+        assert answer.status_code == 403
+    finally:
+        host.stop()
+    assert [
+        store.update_key("scope", k, lambda current: None) is not None for k in ("expired", "live")
+    ] == [
+        False,
+        True,
+    ]

@@ -1,0 +1,69 @@
+"""Expiry: deleting the state no request can use any more (the Cleanup timer, daily).
+
+- Idempotency keys: a record past its `expires_at` (24 hours after its claim, or at once
+  when a send that never reached Twilio released it) answers as new
+  (`idempotency.decide`), so it is dead.
+- Limit counters: a slot counts while any part of it lies inside its window
+  (`limits._live`). A row's newest slot is no newer than the row's last write, and a slot
+  lasts window/SLOTS, so a row not written for the longest configured window plus one of
+  its slots holds no slot that any configured limit still counts: it is dead. The slot
+  numbers alone cannot say so, since their unit is the slot length of a limit the row does
+  not name (a day's slots read as an hour's would look decades old).
+- Delivery records (what `GET /api/messages/{sid}` shows): kept `STATE_RETENTION_DAYS`
+  after their last change (a late callback counts as one), then deleted.
+
+Opt-outs are never deleted: a STOP holds until the recipient opts in again at Twilio.
+Every delete is conditional on the row being as it was read, so a row in use again since
+(a key claimed anew, a counter charged) stays.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from shared.limits import SLOTS
+from shared.settings import Settings
+from shared.store import Store
+
+# NCRONTAB (seconds first), UTC: daily, off the hour, when traffic is low in most zones.
+SCHEDULE = "0 17 3 * * *"
+DAY_SECONDS = 86400
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Purged:
+    keys: int
+    counters: int
+    deliveries: int
+
+
+def counter_lifetime(settings: Settings) -> float:
+    """Seconds after its last write until a counter row holds nothing any limit counts."""
+    windows = [
+        limit.window_seconds
+        for limit in (
+            settings.limit_per_caller,
+            settings.limit_global,
+            settings.limit_per_destination,
+        )
+        if limit is not None
+    ]
+    longest = max(windows, default=0)
+    return longest + longest / SLOTS
+
+
+def purge(store: Store, settings: Settings, now: float) -> Purged:
+    """Delete what has expired at `now`; how many of each were deleted."""
+    purged = Purged(
+        keys=store.purge_keys(now),
+        counters=store.purge_counters(now - counter_lifetime(settings)),
+        deliveries=store.purge_deliveries(now - settings.state_retention_days * DAY_SECONDS),
+    )
+    logger.info(
+        "Cleanup deleted %d idempotency keys, %d limit counters, %d delivery records",
+        purged.keys, purged.counters, purged.deliveries,
+    )  # fmt: skip
+    return purged

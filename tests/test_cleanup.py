@@ -1,0 +1,153 @@
+"""Expiry, on both backends: what has expired goes, everything else stays, exact counts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from shared import cleanup, limits
+from shared.delivery_status import StatusEvent, advance, claim
+from shared.memory_store import MemoryStore
+from shared.settings import Limit, Settings
+from shared.store import Attempt, IdempotencyRecord, Slots, Store
+from shared.table_store import TableStore
+from tests.conftest import Azurite, FakeClock, table_prefix
+
+DAY = 86400
+SETTINGS = Settings(
+    limit_per_destination=Limit(5, 3600),
+    limit_per_caller=Limit(30, 3600),
+    limit_global=Limit(1000, DAY),
+    state_retention_days=30,
+)
+ATTEMPT = Attempt("message", "+14155550100", "+15005550006", "digest", 0.0, "owner")
+
+
+@pytest.fixture(params=["memory", "table"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore()
+    else:
+        azurite: Azurite = request.getfixturevalue("azurite")
+        yield TableStore(azurite.connection_string, table_prefix())
+
+
+def put_key(store: Store, key: str, expires_at: float, lease_until: float = 0.0) -> None:
+    record = IdempotencyRecord("f", expires_at, lease_until, attempt=ATTEMPT)
+    store.update_key("scope", key, lambda current: record)
+
+
+def key_exists(store: Store, key: str) -> bool:
+    return store.update_key("scope", key, lambda current: None) is not None
+
+
+def counter(store: Store, name: str) -> Slots:
+    seen: list[Slots] = []
+    store.update_counter(name, lambda slots: seen.append(dict(slots)))
+    return seen[0]
+
+
+def test_the_counter_lifetime_is_the_longest_window_and_one_of_its_slots() -> None:
+    assert cleanup.counter_lifetime(SETTINGS) == DAY + DAY / limits.SLOTS
+    hourly = replace(SETTINGS, limit_global=None)
+    assert cleanup.counter_lifetime(hourly) == 3600 + 60
+    assert (
+        cleanup.counter_lifetime(replace(hourly, limit_per_caller=None, limit_per_destination=None))
+        == 0
+    )
+
+
+def test_expired_keys_go_and_live_ones_stay(store: Store, fake_clock: FakeClock) -> None:
+    t0 = fake_clock.time
+    put_key(store, "expired", t0 + 10)
+    put_key(store, "released", 0.0)  # a send that never reached Twilio released its key
+    put_key(store, "expires-now", t0 + 100)
+    put_key(store, "live", t0 + DAY)
+    put_key(store, "in-flight", t0 + DAY, lease_until=t0 + 150)
+    assert store.purge_keys(t0 + 100) == 3
+    assert {k: key_exists(store, k) for k in ("expired", "released", "expires-now", "live", "in-flight")} == {
+        "expired": False, "released": False, "expires-now": False, "live": True, "in-flight": True,
+    }  # fmt: skip
+    assert store.purge_keys(t0 + 100) == 0
+
+
+def test_counters_go_once_idle_for_the_longest_window_and_a_slot(
+    store: Store, fake_clock: FakeClock
+) -> None:
+    t0 = fake_clock.time
+    lifetime = cleanup.counter_lifetime(SETTINGS)
+    # Charged as the app charges: the caller's, the global and the destination's rows.
+    limits.enforce_limits(store, SETTINGS, caller="key:a", destination="+14155550100", now=t0)
+    fake_clock.advance(10)
+    store.update_counter("recent", lambda slots: {**slots, 7: 1})
+    rows = [limits.counter_key(c) for c in ("caller:key:a", "global", "destination:+14155550100")]
+    # An hour and a slot later the hourly rows count nothing, but the global row does.
+    fake_clock.advance(3600 + 60)
+    assert limits._live(counter(store, rows[1]), SETTINGS.limit_global, fake_clock.time) != {}  # type: ignore[arg-type]
+    assert cleanup.purge(store, SETTINGS, fake_clock.time).counters == 0
+    # At exactly the lifetime a row stays; past it, it goes.
+    assert cleanup.purge(store, SETTINGS, t0 + lifetime).counters == 0
+    assert cleanup.purge(store, SETTINGS, t0 + lifetime + 1).counters == 3
+    assert [counter(store, row) for row in rows] == [{}, {}, {}]
+    assert counter(store, "recent") == {7: 1}
+    assert cleanup.purge(store, SETTINGS, t0 + 10 + lifetime + 1).counters == 1
+    # A charge after the cleanup starts a fresh row, as for a new caller.
+    limits.enforce_limits(
+        store, SETTINGS, caller="key:a", destination="+14155550100", now=t0 + 2 * DAY
+    )
+    assert sum(counter(store, rows[0]).values()) == 1
+
+
+def record_delivery(store: Store, sid: str, status: str = "queued") -> None:
+    def change(current: object) -> object:
+        if current is None:
+            return claim(
+                None, "message", sid, caller="key:a", to="+14155550100", status=status, at="t"
+            )
+        return advance(current, "message", sid, StatusEvent(status, "t"))  # type: ignore[arg-type]
+
+    store.update_delivery("message", sid, change)  # type: ignore[arg-type]
+
+
+def test_deliveries_go_after_the_retention_since_their_last_change(
+    store: Store, fake_clock: FakeClock
+) -> None:
+    t0 = fake_clock.time
+    record_delivery(store, "SM-old")
+    record_delivery(store, "SM-late")
+    fake_clock.advance(10 * DAY)
+    record_delivery(store, "SM-young")
+    fake_clock.advance(10 * DAY)
+    record_delivery(store, "SM-late", "delivered")  # a late callback: changed at t0 + 20 days
+    retention = SETTINGS.state_retention_days * DAY
+    assert cleanup.purge(store, SETTINGS, t0 + retention).deliveries == 0
+    assert cleanup.purge(store, SETTINGS, t0 + retention + 1).deliveries == 1
+    assert [store.delivery("message", s) is not None for s in ("SM-old", "SM-young", "SM-late")] == [
+        False, True, True,
+    ]  # fmt: skip
+    assert cleanup.purge(store, SETTINGS, t0 + 20 * DAY + retention + 1).deliveries == 2
+    assert [store.delivery("message", s) for s in ("SM-young", "SM-late")] == [None, None]
+
+
+def test_opt_outs_never_expire(store: Store, fake_clock: FakeClock) -> None:
+    store.add_opt_out("+14155550100")
+    assert cleanup.purge(store, SETTINGS, fake_clock.time + 3650 * DAY) == cleanup.Purged(0, 0, 0)
+    assert store.is_opted_out("+14155550100") is True
+
+
+def test_a_counter_deleted_while_it_is_charged_is_charged_afresh(
+    azurite: Azurite, fake_clock: FakeClock
+) -> None:
+    store = TableStore(azurite.connection_string, table_prefix())
+    store.update_counter("c", lambda slots: {1: 1})
+    raced: list[int] = []
+
+    def charge(slots: Slots) -> Slots:
+        if not raced:  # the cleanup deletes the row between our read and our write
+            raced.append(store.purge_counters(fake_clock.time + 1))
+        return {**slots, 2: 1}
+
+    store.update_counter("c", charge)
+    assert (raced, counter(store, "c")) == ([1], {2: 1})
