@@ -5,8 +5,6 @@ Honours Idempotency-Key; answers 429 over a limit.
 
 from __future__ import annotations
 
-from typing import Any
-
 import azure.functions as func
 
 from shared import calls
@@ -20,7 +18,7 @@ from shared.http_io import (
 from shared.idempotency import Creation, idempotent
 from shared.settings import get_settings
 from shared.state import get_store
-from shared.store import Attempt
+from shared.store import Accepted, Attempt
 from shared.twilio_client import get_client
 
 bp = func.Blueprint()
@@ -38,12 +36,12 @@ def make_call(req: func.HttpRequest) -> func.HttpResponse:
     request = calls.parse_call_request(fields, settings)
 
     # The Twilio client is built on first use: requests refused earlier never need it.
-    def create(attempt: Attempt) -> dict[str, Any]:
+    def create(attempt: Attempt) -> Accepted:
         return calls.place_call(
             request, settings, get_client(settings), store, caller.id, attempt=attempt
         )
 
-    def find(attempt: Attempt) -> dict[str, Any] | None:
+    def find(attempt: Attempt) -> Accepted | None:
         return calls.find_placed(get_client(settings), store, caller.id, attempt)
 
     creation = Creation(calls.intent(request), create, find)

@@ -24,7 +24,7 @@ from shared.idempotency import KEY_HEADER, request_fingerprint
 from shared.limits import enforce_limits
 from shared.phone import InvalidPhoneNumber, PhoneNumber, to_e164
 from shared.settings import Settings
-from shared.store import Attempt, BroadcastRecord, Store, StoredResponse
+from shared.store import Accepted, Attempt, BroadcastRecord, Store, StoredResponse
 from shared.validation import Errors, decode
 
 if TYPE_CHECKING:
@@ -222,15 +222,21 @@ def send_to_recipient(
     sender = policy.SmsSender(record.from_number, record.messaging_service_sid)
     request = messaging.SmsRequest(to=PhoneNumber(to, None), body=record.body, sender=sender)
 
-    def create(attempt: Attempt) -> dict[str, Any]:
-        sent = messaging.send_sms(
-            request, settings, client, store, record.caller, charge_caller=False, attempt=attempt
-        )
-        return {"index": index, "to": to, "status": "sent", "sid": sent["sid"]}
+    def sent(accepted: Accepted) -> Accepted:
+        result = {"index": index, "to": to, "status": "sent", "sid": accepted.body["sid"]}
+        return Accepted(result, accepted.record)
 
-    def find(attempt: Attempt) -> dict[str, Any] | None:
+    def create(attempt: Attempt) -> Accepted:
+        return sent(
+            messaging.send_sms(
+                request, settings, client, store, record.caller, charge_caller=False,
+                attempt=attempt,
+            )
+        )  # fmt: skip
+
+    def find(attempt: Attempt) -> Accepted | None:
         found = messaging.find_sent(client, store, record.caller, attempt)
-        return {"index": index, "to": to, "status": "sent", "sid": found["sid"]} if found else None
+        return sent(found) if found else None
 
     def failure(exc: Exception) -> tuple[StoredResponse, twilio_errors.Outcome]:
         outcome = twilio_errors.outcome(exc)

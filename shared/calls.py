@@ -15,7 +15,7 @@ from shared.messaging import parse_number
 from shared.phone import PhoneNumber, mask
 from shared.reconcile import find_created
 from shared.settings import Settings
-from shared.store import Attempt, Store
+from shared.store import Accepted, Attempt, Store
 from shared.twilio_client import with_rate_limit_retry
 from shared.validation import Errors, decode
 from shared.webhooks import function_url
@@ -99,7 +99,7 @@ def place_call(
     store: Store,
     caller: str,
     attempt: Attempt | None = None,
-) -> dict[str, Any]:
+) -> Accepted:
     to = request.to.e164
     check_before_send(store, settings, caller=caller, destination=to, sms=False, now=clock.now())
     options: dict[str, Any] = {"to": to, "from_": request.from_number, "url": request.twiml_url}
@@ -111,9 +111,7 @@ def place_call(
     return _remember_placed(store, call, caller, attempt)
 
 
-def find_placed(
-    client: Client, store: Store, caller: str, attempt: Attempt
-) -> dict[str, Any] | None:
+def find_placed(client: Client, store: Store, caller: str, attempt: Attempt) -> Accepted | None:
     """The call `attempt` created, if Twilio has it (its answer was lost)."""
     call = find_created(client, store, attempt)
     if call is None:
@@ -122,14 +120,15 @@ def find_placed(
     return _remember_placed(store, call, caller, attempt)
 
 
-def _remember_placed(
-    store: Store, call: Any, caller: str, attempt: Attempt | None
-) -> dict[str, Any]:
-    remember_created(
-        store, "call", call.sid, caller=caller, to=call.to, status=call.status,
-        attempt=attempt.owner if attempt else None,
-    )  # fmt: skip
+def _remember_placed(store: Store, call: Any, caller: str, attempt: Attempt | None) -> Accepted:
     from shared.shapes import CallResult, answer
 
+    def record() -> None:
+        remember_created(
+            store, "call", call.sid, caller=caller, to=call.to, status=call.status,
+            attempt=attempt.owner if attempt else None,
+        )  # fmt: skip
+
     # twilio-python names this attribute `_from` on calls (but `from_` on messages).
-    return answer(CallResult(sid=call.sid, status=call.status, to=call.to, from_=call._from))
+    body = answer(CallResult(sid=call.sid, status=call.status, to=call.to, from_=call._from))
+    return Accepted(body, record)

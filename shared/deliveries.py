@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared import clock
-from shared.delivery_status import Delivery, Kind, StatusEvent, advance, claim
+from shared.delivery_status import Created, Delivery, Kind, StatusEvent, known
 from shared.errors import BadRequest
 from shared.phone import mask
 from shared.settings import Settings
@@ -34,17 +34,11 @@ def remember_created(
     status: str,
     attempt: str | None = None,
 ) -> None:
-    """Record that `caller` created `sid` (under the key digest `attempt`). Twilio already
-    accepted it: never fail the request."""
+    """Record that `caller` created `sid` (under the key digest `attempt`): one write,
+    never a read. Twilio already accepted it: never fail the request."""
+    created = Created(caller=caller, to=to, status=status, at=now(), attempt=attempt)
     try:
-        store.update_delivery(
-            kind,
-            sid,
-            lambda current: claim(
-                current, kind, sid, caller=caller, to=to, status=status, at=now(),
-                attempt=attempt,
-            ),
-        )  # fmt: skip
+        store.record_created(kind, sid, created)
     except StoreUnavailable:
         logger.error(
             "Could not record %s %s to %s: its status will not be tracked", kind, sid, mask(to)
@@ -69,10 +63,11 @@ def apply_callback(store: Store, fields: Mapping[str, Any]) -> None:
         error_code=_int(fields.get("ErrorCode")),
         duration=_int(fields.get("CallDuration")),
     )
-    updated = store.update_delivery(kind, sid, lambda current: advance(current, kind, sid, event))
-    logger.info(
-        "%s %s callback %s -> now %s", kind, sid, status, updated.status if updated else "-"
-    )
+    if not known(kind, status):
+        logger.info("%s %s callback with a status we do not track", kind, sid)
+        return
+    fresh = store.record_status(kind, sid, event)
+    logger.info("%s %s callback %s%s", kind, sid, status, "" if fresh else " (a repeat)")
 
 
 def view(delivery: Delivery) -> dict[str, Any]:

@@ -46,6 +46,11 @@ class Delivery:
     attempt: str | None = None  # the Idempotency-Key (its digest) it was created under
 
 
+def known(kind: Kind, status: str) -> bool:
+    """Whether `status` is one of Twilio's for `kind` (others are never stored)."""
+    return status in _RANKS[kind]
+
+
 def advance(current: Delivery | None, kind: Kind, sid: str, event: StatusEvent) -> Delivery | None:
     """The record after `event`, or None when the event changes nothing."""
     ranks = _RANKS[kind]
@@ -67,31 +72,33 @@ def advance(current: Delivery | None, kind: Kind, sid: str, event: StatusEvent) 
     )
 
 
-def claim(
-    current: Delivery | None,
-    kind: Kind,
-    sid: str,
-    *,
-    caller: str,
-    to: str,
-    status: str,
-    at: str,
-    attempt: str | None = None,
-) -> Delivery:
-    """Mark a SID as created by `caller` through us, keeping callbacks that beat us to it."""
-    event = StatusEvent(status=status, at=at)
-    if current is None:
-        return Delivery(
-            kind, sid, status, (event,), caller=caller, to=to, created_at=at, attempt=attempt
-        )
-    # Callbacks beat us to it: keep their (later) status, but let the history start at
-    # the status Twilio answered the create with, so it reads the same whoever came first.
-    ranks = _RANKS[kind]
-    first = current.history[0].status if current.history else current.status
-    history = current.history
-    if status in ranks and ranks[status] < ranks.get(first, -1):
-        history = (event, *history)
-    return replace(current, history=history, caller=caller, to=to, created_at=at, attempt=attempt)
+@dataclass(frozen=True)
+class Created:
+    """What we know of a SID from its create: who made it, to whom, and Twilio's answer."""
+
+    caller: str
+    to: str
+    status: str
+    at: str
+    attempt: str | None = None  # the Idempotency-Key (its digest) it was created under
+
+
+def fold(
+    kind: Kind, sid: str, created: Created | None, events: list[StatusEvent]
+) -> Delivery | None:
+    """The record from what was stored, each part written once and never read first: the
+    create's answer (its history starts there, whoever came first), then the callbacks in
+    the order they arrived (as the store gives them), each applied only if it moves the
+    status forward: the same record as if each had been applied on arrival."""
+    current: Delivery | None = None
+    if created is not None:
+        current = Delivery(
+            kind, sid, created.status, (StatusEvent(created.status, created.at),),
+            caller=created.caller, to=created.to, created_at=created.at, attempt=created.attempt,
+        )  # fmt: skip
+    for event in events:
+        current = advance(current, kind, sid, event) or current
+    return current
 
 
 def _moves_forward(ranks: dict[str, int], old: str, new: str) -> bool:

@@ -25,11 +25,19 @@ from typing import Any, Literal
 
 import azure.functions as func
 
-from shared import clock, twilio_errors
+from shared import clock, parallel, twilio_errors
 from shared.errors import AppError
 from shared.http_io import failure_response, json_response
 from shared.settings import Settings
-from shared.store import Attempt, IdempotencyRecord, Store, StoredResponse, StoreUnavailable
+from shared.store import (
+    Accepted,
+    Attempt,
+    IdempotencyRecord,
+    Store,
+    StoredResponse,
+    StoreUnavailable,
+    Versioned,
+)
 
 KEY_HEADER = "Idempotency-Key"
 KEY_TTL_SECONDS = 24 * 3600
@@ -52,11 +60,11 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Creation:
     """A create under a key: what it asks for, how to make it, how to find it at Twilio.
-    `create` and `find` return the answer's body; `find` returns None when Twilio has none."""
+    `find` returns None when Twilio has none."""
 
     intent: Attempt  # started_at and owner are filled in per attempt
-    create: Callable[[Attempt], dict[str, Any]]
-    find: Callable[[Attempt], dict[str, Any] | None]
+    create: Callable[[Attempt], Accepted]
+    find: Callable[[Attempt], Accepted | None]
 
 
 @dataclass(frozen=True)
@@ -136,16 +144,16 @@ def once(
     """The create, at most once per key; raises Mismatch or Busy. HTTP-free: the routes
     and the broadcast's send activity both go through here."""
     attempt = replace(creation.intent, started_at=now, owner=_owner(scope, key))
-    state, record = claim(store, scope, key, fingerprint, attempt, now)
+    state, record, held = claim(store, scope, key, fingerprint, attempt, now)
     if state == "mismatch":
         raise Mismatch()
     if state == "done":
         assert record is not None and record.response is not None
         return Answer(record.response, replayed=True)
     if state == "new":
-        return _attempt(store, scope, key, creation, attempt, failure)
+        return _attempt(store, scope, key, creation, attempt, failure, held)
     assert record is not None and record.attempt is not None
-    return _recover(store, settings, scope, key, creation, state, record, attempt, failure)
+    return _recover(store, settings, scope, key, creation, state, held, attempt, failure)
 
 
 def request_fingerprint(fields: Mapping[str, Any]) -> str:
@@ -168,8 +176,9 @@ def decide(record: IdempotencyRecord | None, fingerprint: str, now: float) -> Cl
 
 def claim(
     store: Store, scope: str, key: str, fingerprint: str, attempt: Attempt, now: float
-) -> tuple[ClaimState, IdempotencyRecord | None]:
-    """Claim the key for `attempt` if it is free; what to do, and what was stored before."""
+) -> tuple[ClaimState, IdempotencyRecord | None, Versioned]:
+    """Claim the key for `attempt` if it is free: what to do, what was stored before, and
+    what is stored now (to settle the key with one conditional write)."""
     decided: list[tuple[ClaimState, IdempotencyRecord | None]] = []
 
     def change(current: IdempotencyRecord | None) -> IdempotencyRecord | None:
@@ -181,27 +190,45 @@ def claim(
         expires, lease = now + KEY_TTL_SECONDS, now + LEASE_SECONDS
         return IdempotencyRecord(fingerprint, expires, lease, attempt=attempt)
 
-    store.update_key(scope, key, change)
-    return decided[0]
+    held = store.update_key(scope, key, change)
+    state, previous = decided[0]
+    return state, previous, held
 
 
 def _attempt(
-    store: Store, scope: str, key: str, creation: Creation, attempt: Attempt, failure: Failure
+    store: Store,
+    scope: str,
+    key: str,
+    creation: Creation,
+    attempt: Attempt,
+    failure: Failure,
+    held: Versioned,
 ) -> Answer:
     """Create, then settle the key by what became of it."""
     try:
-        stored = StoredResponse(201, json.dumps(creation.create(attempt)), "application/json")
+        accepted = creation.create(attempt)
     except Exception as exc:
         stored, outcome = failure(exc)
         if outcome == "unknown":
-            settle(store, scope, key, attempt, lambda r: replace(r, unknown=True))
+            settle(store, scope, key, attempt, lambda r: replace(r, unknown=True), held)
         elif outcome == "not-sent":  # a retry may well succeed: it must be able to send
-            settle(store, scope, key, attempt, lambda r: replace(r, expires_at=0.0))
+            settle(store, scope, key, attempt, lambda r: replace(r, expires_at=0.0), held)
         else:  # refused for good: the same answer every time
-            settle(store, scope, key, attempt, lambda r: replace(r, response=stored))
+            settle(store, scope, key, attempt, lambda r: replace(r, response=stored), held)
         return Answer(stored, replayed=False)
-    settle(store, scope, key, attempt, lambda r: replace(r, response=stored))
-    return Answer(stored, replayed=False)
+    return Answer(_settle_accepted(store, scope, key, attempt, accepted, held), replayed=False)
+
+
+def _settle_accepted(
+    store: Store, scope: str, key: str, attempt: Attempt, accepted: Accepted, held: Versioned
+) -> StoredResponse:
+    """Record the create and settle the key with its answer, both at once."""
+    stored = StoredResponse(201, json.dumps(accepted.body), "application/json")
+    parallel.both(
+        accepted.record,
+        lambda: settle(store, scope, key, attempt, lambda r: replace(r, response=stored), held),
+    )
+    return stored
 
 
 def _recover(
@@ -211,14 +238,15 @@ def _recover(
     key: str,
     creation: Creation,
     state: ClaimState,
-    record: IdempotencyRecord,
+    held: Versioned,
     attempt: Attempt,
     failure: Failure,
 ) -> Answer:
     """A retry while an attempt runs or after its answer was lost: find it, or wait, or
     (when Twilio provably has none and the attempt can no longer land) send again."""
+    record = held.record
+    assert record is not None and record.attempt is not None
     prior = record.attempt
-    assert prior is not None
     now = attempt.started_at
     running_normally = now - prior.started_at < settings.twilio_timeout + 5
     if state == "in_flight" and running_normally:
@@ -231,9 +259,7 @@ def _recover(
             5, "An earlier attempt's outcome is unknown and Twilio cannot be asked right now."
         ) from None
     if found is not None:
-        stored = StoredResponse(201, json.dumps(found), "application/json")
-        settle(store, scope, key, prior, lambda r: replace(r, response=stored))
-        return Answer(stored, replayed=True)
+        return Answer(_settle_accepted(store, scope, key, prior, found, held), replayed=True)
     if state == "in_flight":
         raise Busy(
             record.lease_until - now,
@@ -246,17 +272,20 @@ def _recover(
             "An earlier attempt's outcome is unknown and Twilio may still accept it; "
             "retry after Retry-After to let the app check again.",
         )
-    if not _take_over(store, scope, key, prior, attempt):
+    taken = _take_over(store, scope, key, prior, attempt)
+    if taken is None:
         raise Busy(1, "Another retry with this Idempotency-Key is being processed.")
     logger.info("Twilio has no record of an earlier attempt; sending again")
-    return _attempt(store, scope, key, creation, attempt, failure)
+    return _attempt(store, scope, key, creation, attempt, failure, taken)
 
 
 def _run(creation: Creation, attempt: Attempt, route: str) -> func.HttpResponse:
     try:
-        return json_response(creation.create(attempt), status_code=201)
+        accepted = creation.create(attempt)
     except Exception as exc:
         return failure_response(exc, route)
+    accepted.record()
+    return json_response(accepted.body, status_code=201)
 
 
 def settle(
@@ -265,9 +294,12 @@ def settle(
     key: str,
     attempt: Attempt,
     outcome: Callable[[IdempotencyRecord], IdempotencyRecord],
+    held: Versioned | None = None,
 ) -> None:
     """Record the outcome, if the key still holds this attempt (a retry may have taken over
-    after this one's lease ran out; then this one's outcome is no longer the key's)."""
+    after this one's lease ran out; then this one's outcome is no longer the key's). With
+    the key as it was `held` (claimed), one conditional write; read first only if the key
+    changed since."""
 
     def change(current: IdempotencyRecord | None) -> IdempotencyRecord | None:
         if current is None or current.attempt != attempt:
@@ -275,14 +307,34 @@ def settle(
         return outcome(current)
 
     try:
-        store.update_key(scope, key, change)
+        if not _replace_held(store, scope, key, attempt, outcome, held):
+            store.update_key(scope, key, change)
     except StoreUnavailable:
         # The lease runs out, the outcome is then unknown, and a retry asks Twilio.
         logger.error("Could not record an outcome for an idempotency key; it is settled later")
 
 
-def _take_over(store: Store, scope: str, key: str, prior: Attempt, attempt: Attempt) -> bool:
-    """Replace the prior attempt with a new one, unless another retry did it first."""
+def _replace_held(
+    store: Store,
+    scope: str,
+    key: str,
+    attempt: Attempt,
+    outcome: Callable[[IdempotencyRecord], IdempotencyRecord],
+    held: Versioned | None,
+) -> bool:
+    """Settle with one conditional write over the key as it was held; False if it was not
+    held by `attempt` or changed since."""
+    if held is None or held.version is None or held.record is None:
+        return False
+    if held.record.attempt != attempt:
+        return False
+    return store.replace_key(scope, key, outcome(held.record), held.version)
+
+
+def _take_over(
+    store: Store, scope: str, key: str, prior: Attempt, attempt: Attempt
+) -> Versioned | None:
+    """Replace the prior attempt with a new one, unless another retry did it first (None)."""
     won: list[bool] = []
 
     def change(current: IdempotencyRecord | None) -> IdempotencyRecord | None:
@@ -294,8 +346,8 @@ def _take_over(store: Store, scope: str, key: str, prior: Attempt, attempt: Atte
         lease = attempt.started_at + LEASE_SECONDS
         return replace(current, attempt=attempt, unknown=False, lease_until=lease)
 
-    store.update_key(scope, key, change)
-    return won[0]
+    taken = store.update_key(scope, key, change)
+    return taken if won[0] else None
 
 
 def _owner(scope: str, key: str) -> str:

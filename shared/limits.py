@@ -7,24 +7,33 @@ counts for as long as any part of it lies inside the last window: no stretch of 
 window's length ever holds more than N (a fixed window lets 2N through around its
 boundary), at the price of waiting up to one slot longer than strictly needed.
 
-A request is charged against every limit that applies or against none: a charge taken
-before another limit refuses is given back, so a refused request spends nobody's quota.
+A request is charged against every limit that applies or against none, in one atomic
+write after one read: a refused request spends nobody's quota.
+
+Each limit counts in up to SHARDS rows, so that concurrent requests from many instances
+write different rows instead of queueing on one: every request reads all of a limit's
+rows and adds to one of them, picked at random. Requests racing from the same reading may
+each add to a different row, so at most limit + shards - 1 pass; a limit below 200 uses
+one row and is exact, a larger one uses one row per 100 of its count, up to SHARDS, and
+overshoots by under 1 %.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import math
-from collections.abc import Mapping
+import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from shared import parallel
 from shared.errors import AppError
 from shared.settings import Limit, Settings
 from shared.store import Slots, Store, StoreUnavailable
 
 SLOTS = 60
+SHARDS = 8
 OPTED_OUT_CODE = 21610  # Twilio's "recipient replied STOP"
 _TOO_MANY = "urn:twilio-functions:problem:rate-limited"
 
@@ -32,13 +41,16 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Charge:
-    """What one limit took, so that it can be given back."""
+class Rule:
+    """One limit as it applies to one request: its name in a 429, and its counter's rows."""
 
-    counter: str
-    window_seconds: int
-    slot: int
-    amount: int
+    name: str
+    limit: Limit
+    rows: tuple[str, ...]
+
+    @property
+    def shards(self) -> int:
+        return max(1, min(SHARDS, self.limit.count // 100))
 
 
 def check_before_send(
@@ -52,13 +64,22 @@ def check_before_send(
 ) -> None:
     """Opt-outs (SMS) and limits, before Twilio is asked; fails closed by default.
 
-    `caller=None` charges the destination only: a broadcast charged its caller's quota
-    for every recipient when it was accepted.
+    The opt-out is read beside the counters, and decided before they are written: two
+    store round trips in all. `caller=None` charges the destination only: a broadcast
+    charged its caller's quota for every recipient when it was accepted.
     """
     try:
-        if sms and store.is_opted_out(destination):
+        opted = parallel.start(lambda: store.is_opted_out(destination)) if sms else None
+        try:
+            enforce_limits(
+                store, settings, caller=caller, destination=destination, now=now,
+                refuse=opted.result if opted else None,
+            )  # fmt: skip
+        except AppError:  # full, but the opt-out is the recipient's own answer: it comes first
+            if opted is None or not opted.result():
+                raise
+        if opted is not None and opted.result():
             raise opted_out()
-        enforce_limits(store, settings, caller=caller, destination=destination, now=now)
     except StoreUnavailable:
         if not settings.store_fail_open:
             raise
@@ -78,6 +99,23 @@ def opted_out() -> AppError:
     return error
 
 
+def rules(settings: Settings, *, caller: str | None, destination: str | None) -> list[Rule]:
+    """The limits that apply, the caller's own first (the first full one names the 429)."""
+    applying: list[tuple[str, str, Limit | None]] = []
+    if caller is not None:
+        applying.append(("caller", f"caller:{caller}", settings.limit_per_caller))
+        applying.append(("global", "global", settings.limit_global))
+    if destination is not None:
+        applying.append(
+            ("destination", f"destination:{destination}", settings.limit_per_destination)
+        )
+    return [
+        Rule(name, limit, counter_rows(counter, limit))
+        for name, counter, limit in applying
+        if limit is not None
+    ]
+
+
 def enforce_limits(
     store: Store,
     settings: Settings,
@@ -86,58 +124,53 @@ def enforce_limits(
     destination: str | None,
     now: float,
     amount: int = 1,
-) -> list[Charge]:
-    """Charge every limit that applies, or raise 429 naming the one that is full and
-    leave every counter as it was. The caller's own limit is tried first, so a caller
-    over it never touches the global or a destination's counter at all."""
-    limits: list[tuple[str, str, Limit | None]] = []
-    if caller is not None:
-        limits.append(("caller", f"caller:{caller}", settings.limit_per_caller))
-        limits.append(("global", "global", settings.limit_global))
-    if destination is not None:
-        limits.append(("destination", f"destination:{destination}", settings.limit_per_destination))
-    charged: list[Charge] = []
-    try:
-        for name, counter, limit in limits:
-            if limit is None:
-                continue
-            charged.append(_charge(store, name, counter_key(counter), limit, now, amount))
-    except BaseException:
-        give_back(store, charged)
-        raise
-    return charged
+    refuse: Callable[[], bool] | None = None,
+) -> None:
+    """Charge every limit that applies, or raise 429 naming the first that is full and
+    leave every counter as it was. `refuse`, asked once the counters are read, vetoes
+    the charge (the recipient opted out): nothing is written then either."""
+    applying = rules(settings, caller=caller, destination=destination)
+    if not applying:
+        return
+    full: list[tuple[Rule, float | None]] = []
 
-
-def give_back(store: Store, charges: list[Charge]) -> None:
-    for charge in charges:
-        try:
-            store.update_counter(charge.counter, functools.partial(_refund, charge=charge))
-        except StoreUnavailable:
-            logger.error("Could not give back a limit charge; it expires with its window")
-
-
-def counter_key(counter: str) -> str:
-    """Counters are stored under a digest: no phone number or caller id in the store."""
-    return hashlib.sha256(counter.encode()).hexdigest()
-
-
-def _charge(store: Store, name: str, counter: str, limit: Limit, now: float, amount: int) -> Charge:
-    slot_seconds = limit.window_seconds / SLOTS
-    slot = int(now // slot_seconds)
-    refused: list[float | None] = []
-
-    def take(slots: Slots) -> Slots | None:
-        refused.clear()
-        live = _live(slots, limit, now)
-        if sum(live.values()) + amount > limit.count:
-            refused.append(_retry_after(live, limit, now, amount))
+    def charge(current: Mapping[str, Slots]) -> dict[str, Slots] | None:
+        full.clear()
+        if refuse is not None and refuse():
             return None
-        return {**live, slot: live.get(slot, 0) + amount}
+        updates: dict[str, Slots] = {}
+        for rule in applying:
+            live = [_live(current[row], rule.limit, now) for row in rule.rows]
+            counted = _merged(live)
+            if sum(counted.values()) + amount > rule.limit.count:
+                full.append((rule, _retry_after(counted, rule.limit, now, amount)))
+                return None
+            pick = random.randrange(rule.shards)  # a fresh pick on every try: losers move
+            slot = int(now // (rule.limit.window_seconds / SLOTS))
+            updates[rule.rows[pick]] = {**live[pick], slot: live[pick].get(slot, 0) + amount}
+        return updates
 
-    store.update_counter(counter, take)
-    if refused:
-        raise _limited(name, limit, refused[0], amount)
-    return Charge(counter, limit.window_seconds, slot, amount)
+    store.update_counters([row for rule in applying for row in rule.rows], charge)
+    if full:
+        rule, retry_after = full[0]
+        raise _limited(rule.name, rule.limit, retry_after, amount)
+
+
+def counter_rows(counter: str, limit: Limit) -> tuple[str, ...]:
+    """A counter's rows, stored under a digest (no phone number or caller id in the
+    store) that includes the window: slots of another window length mean other times.
+    Every request reads SHARDS rows whatever the count, so a changed count keeps what
+    was counted."""
+    digest = hashlib.sha256(f"{counter}|{limit.window_seconds}".encode()).hexdigest()
+    return tuple(f"{digest}-{shard}" for shard in range(SHARDS))
+
+
+def _merged(shards: list[dict[int, int]]) -> dict[int, int]:
+    merged: dict[int, int] = {}
+    for slots in shards:
+        for slot, n in slots.items():
+            merged[slot] = merged.get(slot, 0) + n
+    return merged
 
 
 def _live(slots: Mapping[int, int], limit: Limit, now: float) -> dict[int, int]:
@@ -158,13 +191,6 @@ def _retry_after(live: Mapping[int, int], limit: Limit, now: float, amount: int)
         if excess <= 0:
             return (slot + 1) * slot_seconds + limit.window_seconds - now
     raise AssertionError("the live slots hold more than the excess")  # pragma: no cover
-
-
-def _refund(slots: Slots, charge: Charge) -> Slots | None:
-    if charge.slot not in slots:
-        return None  # its window has passed already
-    left = slots[charge.slot] - charge.amount
-    return {s: n for s, n in {**slots, charge.slot: left}.items() if n > 0}
 
 
 def _limited(name: str, limit: Limit, retry_after: float | None, amount: int) -> AppError:

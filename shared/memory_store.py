@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from shared import clock
-from shared.delivery_status import Delivery, Kind
-from shared.store import BroadcastRecord, IdempotencyRecord, Slots
+from shared.delivery_status import Created, Delivery, Kind, StatusEvent, fold
+from shared.store import BroadcastRecord, IdempotencyRecord, Slots, Versioned
 
 
 class MemoryStore:
@@ -16,57 +16,80 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._deliveries: dict[tuple[str, str], Delivery] = {}
+        self._created: dict[tuple[str, str], Created] = {}
+        self._events: dict[tuple[str, str], dict[str, StatusEvent]] = {}
         self._keys: dict[tuple[str, str], IdempotencyRecord] = {}
+        self._versions: dict[tuple[str, str], int] = {}
         self._counters: dict[str, Slots] = {}
         # When each delivery and counter was last written (clock time), as the table keeps it.
         self._written: dict[tuple[str, str], float] = {}
         self._opt_outs: set[str] = set()
+        # Its own lock: update_counters' `change` waits on an opt-out read (limits.py).
+        self._opt_out_lock = threading.Lock()
         self._broadcasts: dict[str, BroadcastRecord] = {}
         self._chunks: dict[tuple[str, int], list[str]] = {}
         self._results: dict[tuple[str, int], dict[str, Any]] = {}
 
     def delivery(self, kind: Kind, sid: str) -> Delivery | None:
         with self._lock:
-            return self._deliveries.get((kind, sid))
+            created = self._created.get((kind, sid))
+            events = list(self._events.get((kind, sid), {}).values())
+        return fold(kind, sid, created, events)
 
-    def update_delivery(
-        self, kind: Kind, sid: str, change: Callable[[Delivery | None], Delivery | None]
-    ) -> Delivery | None:
+    def record_created(self, kind: Kind, sid: str, created: Created) -> None:
         with self._lock:
-            current = self._deliveries.get((kind, sid))
-            updated = change(current)
-            if updated is not None:
-                self._deliveries[(kind, sid)] = updated
-                self._written[("delivery", f"{kind}:{sid}")] = clock.now()
-            return updated or current
+            self._created[(kind, sid)] = created
+            self._written[("delivery", f"{kind}:{sid}")] = clock.now()
+
+    def record_status(self, kind: Kind, sid: str, event: StatusEvent) -> bool:
+        with self._lock:
+            events = self._events.setdefault((kind, sid), {})
+            if event.status in events:
+                return False
+            events[event.status] = event
+            self._written[("delivery", f"{kind}:{sid}")] = clock.now()
+            return True
 
     def update_key(
         self,
         scope: str,
         key: str,
         change: Callable[[IdempotencyRecord | None], IdempotencyRecord | None],
-    ) -> IdempotencyRecord | None:
+    ) -> Versioned:
         with self._lock:
             current = self._keys.get((scope, key))
             updated = change(current)
             if updated is not None:
                 self._keys[(scope, key)] = updated
-            return updated or current
+                self._versions[(scope, key)] = self._versions.get((scope, key), 0) + 1
+            version = self._versions.get((scope, key))
+            return Versioned(updated or current, str(version) if version else None)
 
-    def update_counter(self, counter: str, change: Callable[[Slots], Slots | None]) -> None:
+    def replace_key(self, scope: str, key: str, record: IdempotencyRecord, version: str) -> bool:
         with self._lock:
-            updated = change(dict(self._counters.get(counter, {})))
-            if updated is not None:
-                self._counters[counter] = dict(updated)
+            if str(self._versions.get((scope, key))) != version:
+                return False
+            self._keys[(scope, key)] = record
+            self._versions[(scope, key)] += 1
+            return True
+
+    def update_counters(
+        self,
+        counters: Sequence[str],
+        change: Callable[[Mapping[str, Slots]], Mapping[str, Slots] | None],
+    ) -> None:
+        with self._lock:
+            updates = change({c: dict(self._counters.get(c, {})) for c in counters})
+            for counter, slots in (updates or {}).items():
+                self._counters[counter] = dict(slots)
                 self._written[("counter", counter)] = clock.now()
 
     def add_opt_out(self, number: str) -> None:
-        with self._lock:
+        with self._opt_out_lock:
             self._opt_outs.add(number)
 
     def is_opted_out(self, number: str) -> bool:
-        with self._lock:
+        with self._opt_out_lock:
             return number in self._opt_outs
 
     def purge_keys(self, now: float) -> int:
@@ -87,11 +110,13 @@ class MemoryStore:
         with self._lock:
             old = [
                 (kind, sid)
-                for kind, sid in self._deliveries
+                for kind, sid in {*self._created, *self._events}
                 if self._written[("delivery", f"{kind}:{sid}")] < unchanged_since
             ]
             for kind, sid in old:
-                del self._deliveries[(kind, sid)], self._written[("delivery", f"{kind}:{sid}")]
+                self._created.pop((kind, sid), None)
+                self._events.pop((kind, sid), None)
+                del self._written[("delivery", f"{kind}:{sid}")]
             return len(old)
 
     def create_broadcast(self, record: BroadcastRecord) -> bool:

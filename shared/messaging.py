@@ -15,7 +15,7 @@ from shared.limits import OPTED_OUT_CODE, check_before_send
 from shared.phone import InvalidPhoneNumber, PhoneNumber, mask, to_e164
 from shared.reconcile import content_digest, find_created
 from shared.settings import Settings
-from shared.store import Attempt, Store, StoreUnavailable
+from shared.store import Accepted, Attempt, Store, StoreUnavailable
 from shared.twilio_client import with_rate_limit_retry
 from shared.urls import parse_public_url
 from shared.validation import Errors, decode
@@ -74,7 +74,7 @@ def send_sms(
     *,
     charge_caller: bool = True,
     attempt: Attempt | None = None,
-) -> dict[str, Any]:
+) -> Accepted:
     """Send it after opt-out and limit checks; `charge_caller=False` when the caller's
     quota was charged already (a broadcast pays for all its recipients up front).
     `attempt` is the Idempotency-Key attempt this send is, if any."""
@@ -109,7 +109,7 @@ def send_sms(
     return remember_sent(store, message, caller, attempt)
 
 
-def find_sent(client: Client, store: Store, caller: str, attempt: Attempt) -> dict[str, Any] | None:
+def find_sent(client: Client, store: Store, caller: str, attempt: Attempt) -> Accepted | None:
     """The message `attempt` created, if Twilio has it (its answer was lost)."""
     message = find_created(client, store, attempt)
     if message is None:
@@ -118,17 +118,17 @@ def find_sent(client: Client, store: Store, caller: str, attempt: Attempt) -> di
     return remember_sent(store, message, caller, attempt)
 
 
-def remember_sent(
-    store: Store, message: Any, caller: str, attempt: Attempt | None
-) -> dict[str, Any]:
-    """Record who sent `message` (under which key) and answer with it."""
-    remember_created(
-        store, "message", message.sid, caller=caller, to=message.to, status=message.status,
-        attempt=attempt.owner if attempt else None,
-    )  # fmt: skip
+def remember_sent(store: Store, message: Any, caller: str, attempt: Attempt | None) -> Accepted:
+    """The answer for `message`, and the write recording who sent it (under which key)."""
     from shared.shapes import SmsResult, answer
 
-    return answer(
+    def record() -> None:
+        remember_created(
+            store, "message", message.sid, caller=caller, to=message.to, status=message.status,
+            attempt=attempt.owner if attempt else None,
+        )  # fmt: skip
+
+    body = answer(
         SmsResult(
             sid=message.sid,
             status=message.status,
@@ -139,6 +139,7 @@ def remember_sent(
             dateCreated=message.date_created.isoformat() if message.date_created else None,
         )
     )
+    return Accepted(body, record)
 
 
 def _remember_opt_out(store: Store, number: str) -> None:

@@ -8,11 +8,12 @@ both; state.py picks one. This module holds only what both share.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from shared.delivery_status import Delivery, Kind
+from shared.delivery_status import Created as DeliveryCreated
+from shared.delivery_status import Delivery, Kind, StatusEvent
 from shared.errors import ServiceUnavailable
 
 Slots = dict[int, int]  # a sliding-window counter: slot number -> amount counted in it
@@ -80,13 +81,32 @@ class BroadcastRecord:
         return -(-self.total // self.chunk_size)
 
 
-class Store(Protocol):
-    def delivery(self, kind: Kind, sid: str) -> Delivery | None: ...
+class Versioned(NamedTuple):
+    """A key's record as it is now, and an opaque version to write it back conditionally."""
 
-    def update_delivery(
-        self, kind: Kind, sid: str, change: Callable[[Delivery | None], Delivery | None]
-    ) -> Delivery | None:
-        """Apply `change` atomically (None from `change`: leave the record as it is)."""
+    record: IdempotencyRecord | None
+    version: str | None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A create Twilio accepted: the answer's body, and the write that records who made
+    it (shared/deliveries.py), left to the caller to run beside settling the key."""
+
+    body: dict[str, Any]
+    record: Callable[[], None]
+
+
+class Store(Protocol):
+    # Deliveries: each part is written once, never read first (a callback is one write).
+    def delivery(self, kind: Kind, sid: str) -> Delivery | None:
+        """The record folded from what was stored (delivery_status.fold)."""
+        ...
+
+    def record_created(self, kind: Kind, sid: str, created: DeliveryCreated) -> None: ...
+
+    def record_status(self, kind: Kind, sid: str, event: StatusEvent) -> bool:
+        """Store a status callback; False when this status was stored already."""
         ...
 
     def update_key(
@@ -94,14 +114,25 @@ class Store(Protocol):
         scope: str,
         key: str,
         change: Callable[[IdempotencyRecord | None], IdempotencyRecord | None],
-    ) -> IdempotencyRecord | None:
+    ) -> Versioned:
         """Apply `change` to the key's record atomically (None: leave it as it is) and
-        return the record as it is afterwards. `change` may run more than once."""
+        return the record as it is afterwards. `change` may run more than once; a new
+        record is claimed with one conditional insert."""
         ...
 
-    def update_counter(self, counter: str, change: Callable[[Slots], Slots | None]) -> None:
-        """Apply `change` to the counter's slots atomically (None: leave them as they are).
-        `change` may run more than once (on a lost race); only its last result counts."""
+    def replace_key(self, scope: str, key: str, record: IdempotencyRecord, version: str) -> bool:
+        """Write `record` if the stored one is still at `version` (one request, no read)."""
+        ...
+
+    def update_counters(
+        self,
+        counters: Sequence[str],
+        change: Callable[[Mapping[str, Slots]], Mapping[str, Slots] | None],
+    ) -> None:
+        """Apply `change` to these counters' slots (a missing counter reads as empty) as
+        one atomic write: all of them change or none. `change` returns the counters to
+        write (None: none); it may run more than once (on a lost race), and may wait on
+        is_opted_out, which must therefore not wait on this."""
         ...
 
     def add_opt_out(self, number: str) -> None: ...

@@ -15,7 +15,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -28,10 +28,16 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import (
+    TableClient,
+    TableServiceClient,
+    TableTransactionError,
+    UpdateMode,
+)
 
 from shared import clock
-from shared.delivery_status import Delivery, Kind, StatusEvent
+from shared.delivery_status import Created as DeliveryCreated
+from shared.delivery_status import Delivery, Kind, StatusEvent, fold
 from shared.settings import StoreIdentity
 from shared.store import (
     Attempt,
@@ -40,12 +46,14 @@ from shared.store import (
     Slots,
     StoredResponse,
     StoreUnavailable,
+    Versioned,
 )
 
 # azure-core logs every request (URL, headers) at INFO; keys and numbers are in URLs.
 logging.getLogger("azure").setLevel(logging.WARNING)
 
 MAX_CONFLICT_RETRIES = 200
+COUNTERS_PARTITION = "limits"
 _KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f]")
 
 
@@ -139,28 +147,48 @@ class TableStore:
         self._lock = threading.Lock()
         self.breaker = Breaker(cooldown)
 
-    # Deliveries -------------------------------------------------------------------------
+    # Deliveries (PartitionKey: the SID; a row for the create, one per status) ----------
 
     @_available
     def delivery(self, kind: Kind, sid: str) -> Delivery | None:
-        entity = self._get(self._table("Deliveries"), _safe(sid), kind)
-        return _delivery(entity) if entity else None
+        rows = self._table("Deliveries").query_entities(
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+            parameters={"pk": _safe(sid), "low": kind, "high": f"{kind}\x7f"},
+        )
+        created: DeliveryCreated | None = None
+        events: list[StatusEvent] = []
+        # In the order they arrived: `at` (shown, in milliseconds) ties too often.
+        for row in sorted(rows, key=lambda row: row.get("updated_at", 0.0)):
+            if "history" in row:  # one row per delivery, before issue 14 (local data only)
+                created, legacy_events = _legacy_delivery(row)
+                events.extend(legacy_events)
+            elif row["RowKey"] == kind:
+                created = DeliveryCreated(
+                    caller=row["caller"], to=row["to"], status=row["status"], at=row["at"],
+                    attempt=row.get("attempt"),
+                )  # fmt: skip
+            else:
+                events.append(
+                    StatusEvent(
+                        status=row["status"], at=row["at"],
+                        error_code=row.get("error_code"), duration=row.get("duration"),
+                    )
+                )  # fmt: skip
+        return fold(kind, sid, created, events)
 
     @_available
-    def update_delivery(
-        self, kind: Kind, sid: str, change: Callable[[Delivery | None], Delivery | None]
-    ) -> Delivery | None:
-        table = self._table("Deliveries")
-        for _ in range(MAX_CONFLICT_RETRIES):
-            entity = self._get(table, _safe(sid), kind)
-            current = _delivery(entity) if entity else None
-            updated = change(current)
-            if updated is None:
-                return current
-            row = {**_delivery_entity(updated), "updated_at": clock.now()}
-            if self._write(table, row, entity):
-                return updated
-        raise StoreUnavailable()
+    def record_created(self, kind: Kind, sid: str, created: DeliveryCreated) -> None:
+        row = {"PartitionKey": _safe(sid), "RowKey": kind, **asdict(created)}
+        row = {k: v for k, v in row.items() if v is not None}
+        self._table("Deliveries").upsert_entity({**row, "updated_at": clock.now()})
+
+    @_available
+    def record_status(self, kind: Kind, sid: str, event: StatusEvent) -> bool:
+        # One row per status, inserted only if absent: a duplicate callback is a refused
+        # insert, and the rows are read back in the order they arrived (delivery_status.fold).
+        row = {"PartitionKey": _safe(sid), "RowKey": f"{kind}~{event.status}", **asdict(event)}
+        row = {k: v for k, v in row.items() if v is not None}
+        return self._write(self._table("Deliveries"), {**row, "updated_at": clock.now()}, None)
 
     # Idempotency keys -------------------------------------------------------------------
 
@@ -170,37 +198,93 @@ class TableStore:
         scope: str,
         key: str,
         change: Callable[[IdempotencyRecord | None], IdempotencyRecord | None],
-    ) -> IdempotencyRecord | None:
+    ) -> Versioned:
         table = self._table("Idempotency")
         pk, rk = _digest(scope), _digest(key)
+        fresh = change(None)
+        if fresh is not None:  # a claim: try the insert first, one request when it is new
+            written = self._insert(table, _idempotency_entity(pk, rk, fresh))
+            if written is not None:
+                return Versioned(fresh, written)
         for _ in range(MAX_CONFLICT_RETRIES):
             entity = self._get(table, pk, rk)
             current = _idempotency_record(entity) if entity else None
             updated = change(current)
             if updated is None:
-                return current
-            if self._write(table, _idempotency_entity(pk, rk, updated), entity):
-                return updated
+                return Versioned(current, entity.metadata["etag"] if entity else None)
+            version = self._write_versioned(table, _idempotency_entity(pk, rk, updated), entity)
+            if version is not None:
+                return Versioned(updated, version)
         raise StoreUnavailable()
 
-    # Rate-limit counters ----------------------------------------------------------------
+    @_available
+    def replace_key(self, scope: str, key: str, record: IdempotencyRecord, version: str) -> bool:
+        entity = _idempotency_entity(_digest(scope), _digest(key), record)
+        try:
+            self._table("Idempotency").update_entity(
+                entity, mode=UpdateMode.REPLACE,
+                etag=version, match_condition=MatchConditions.IfNotModified,
+            )  # fmt: skip
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code in (404, 409, 412):
+                return False
+            raise
+        return True
+
+    # Rate-limit counters (one partition, so that every counter a request charges is
+    # written in one transaction: all or none) -------------------------------------------
 
     @_available
-    def update_counter(self, counter: str, change: Callable[[Slots], Slots | None]) -> None:
+    def update_counters(
+        self,
+        counters: Sequence[str],
+        change: Callable[[Mapping[str, Slots]], Mapping[str, Slots] | None],
+    ) -> None:
         table = self._table("Counters")
-        pk = _safe(counter)
+        rows = {counter: _safe(counter) for counter in counters}
+        match = " or ".join(f"RowKey eq @r{i}" for i in range(len(rows)))
+        parameters = {f"r{i}": row for i, row in enumerate(rows.values())}
         for _ in range(MAX_CONFLICT_RETRIES):
-            entity = self._get(table, pk, "slots")
-            stored = json.loads(entity["slots"]) if entity else {}
-            updated = change({int(slot): int(amount) for slot, amount in stored.items()})
-            if updated is None:
+            found = {
+                entity["RowKey"]: entity
+                for entity in table.query_entities(
+                    # The SDK substitutes @names between spaces only: "( … )", not "(…)".
+                    f"PartitionKey eq '{COUNTERS_PARTITION}' and ( {match} )",
+                    parameters=parameters,
+                )
+            }
+            current = {
+                counter: _slots(found[row]) if row in found else {} for counter, row in rows.items()
+            }
+            updates = change(current)
+            if not updates:
                 return
-            row = {
-                "PartitionKey": pk, "RowKey": "slots", "slots": json.dumps(updated),
-                "updated_at": clock.now(),
-            }  # fmt: skip
-            if self._write(table, row, entity):
+            operations: list[Any] = []
+            for counter, slots in updates.items():
+                row = rows[counter]
+                entity = {
+                    "PartitionKey": COUNTERS_PARTITION, "RowKey": row,
+                    "slots": json.dumps(slots), "updated_at": clock.now(),
+                }  # fmt: skip
+                if row in found:
+                    operations.append(("update", entity, {
+                        "mode": UpdateMode.REPLACE, "etag": found[row].metadata["etag"],
+                        "match_condition": MatchConditions.IfNotModified,
+                    }))  # fmt: skip
+                else:
+                    operations.append(("create", entity))
+            try:
+                table.submit_transaction(operations)
                 return
+            except TableTransactionError as exc:
+                # 404: a row was deleted (expired) since it was read; read again.
+                lost_race = exc.status_code in (409, 412) or (
+                    exc.status_code == 404 and "TableNotFound" not in str(exc)
+                )
+                if not lost_race:
+                    raise
             time.sleep(random.uniform(0, 0.01))  # spread out the losers of a race
         raise StoreUnavailable()
 
@@ -219,7 +303,31 @@ class TableStore:
 
     @_available
     def purge_deliveries(self, unchanged_since: float) -> int:
-        return self._purge("Deliveries", "updated_at lt @t", unchanged_since)
+        # A delivery is its SID's partition (the create's row, one per status): it goes
+        # whole, once no row of it changed since, or a late callback would outlive its owner.
+        table = self._table("Deliveries")
+        old = table.query_entities(
+            "updated_at lt @t", parameters={"t": float(unchanged_since)}, select=["PartitionKey"]
+        )
+        deleted = 0
+        for sid in dict.fromkeys(entity["PartitionKey"] for entity in old):
+            rows = list(table.query_entities("PartitionKey eq @pk", parameters={"pk": sid}))
+            if any(row.get("updated_at", unchanged_since) >= unchanged_since for row in rows):
+                continue
+            try:  # only as read: a callback landing meanwhile keeps the whole delivery
+                table.submit_transaction([
+                    ("delete", row, {
+                        "etag": row.metadata["etag"],
+                        "match_condition": MatchConditions.IfNotModified,
+                    })
+                    for row in rows
+                ])  # fmt: skip
+            except TableTransactionError as exc:
+                if exc.status_code not in (404, 409, 412):
+                    raise
+                continue
+            deleted += 1
+        return deleted
 
     def _purge(self, table_name: str, condition: str, moment: float) -> int:
         table = self._table(table_name)
@@ -343,27 +451,46 @@ class TableStore:
             return None
 
     @staticmethod
-    def _write(table: TableClient, entity: dict[str, Any], read: Any) -> bool:
-        """Insert if nothing was read, else replace only if unchanged; False on a lost race."""
+    def _insert(table: TableClient, entity: dict[str, Any]) -> str | None:
+        """Insert unless the row exists: the new row's ETag, or None when it existed."""
+        try:
+            answer = table.create_entity(entity)
+        except ResourceExistsError:
+            return None
+        except HttpResponseError as exc:
+            if exc.status_code == 409:
+                return None
+            raise
+        return str(answer["etag"])
+
+    @staticmethod
+    def _write_versioned(table: TableClient, entity: dict[str, Any], read: Any) -> str | None:
+        """Insert if nothing was read, else replace only if unchanged: the written row's
+        ETag, or None on a lost race (a row deleted since it was read, as on expiry, is a
+        lost race too: read again, then insert)."""
         try:
             if read is None:
-                table.create_entity(entity)
+                answer = table.create_entity(entity)
             else:
-                table.update_entity(
+                answer = table.update_entity(
                     entity, mode=UpdateMode.REPLACE,
                     etag=read.metadata["etag"], match_condition=MatchConditions.IfNotModified,
                 )  # fmt: skip
         except (ResourceExistsError, ResourceModifiedError):
-            return False
+            return None
         except ResourceNotFoundError as exc:
             if read is None or "TableNotFound" in str(exc):
                 raise
-            return False  # deleted since it was read (expired): read again, then insert
+            return None
         except HttpResponseError as exc:
             if exc.status_code in (409, 412):
-                return False
+                return None
             raise
-        return True
+        return str(answer["etag"])
+
+    @classmethod
+    def _write(cls, table: TableClient, entity: dict[str, Any], read: Any) -> bool:
+        return cls._write_versioned(table, entity, read) is not None
 
 
 def identity_credential(identity: StoreIdentity, **limits: Any) -> TokenCredential:
@@ -387,36 +514,20 @@ def _safe(value: str) -> str:
     return _KEY_UNSAFE.sub("_", value)
 
 
-def _delivery_entity(delivery: Delivery) -> dict[str, Any]:
-    entity: dict[str, Any] = {
-        "PartitionKey": _safe(delivery.sid),
-        "RowKey": delivery.kind,
-        "sid": delivery.sid,
-        "status": delivery.status,
-        "history": json.dumps([asdict(event) for event in delivery.history]),
-        "error_code": delivery.error_code,
-        "duration": delivery.duration,
-        "caller": delivery.caller,
-        "to": delivery.to,
-        "created_at": delivery.created_at,
-        "attempt": delivery.attempt,
-    }
-    return {key: value for key, value in entity.items() if value is not None}
+def _legacy_delivery(entity: Any) -> tuple[DeliveryCreated | None, list[StatusEvent]]:
+    """A delivery as one row, rewritten per callback, held it before issue 14."""
+    history = [StatusEvent(**event) for event in json.loads(entity["history"])]
+    if entity.get("caller") is None or not history:
+        return None, history
+    created = DeliveryCreated(
+        caller=entity["caller"], to=entity.get("to") or "", status=history[0].status,
+        at=entity.get("created_at") or history[0].at, attempt=entity.get("attempt"),
+    )  # fmt: skip
+    return created, history[1:]
 
 
-def _delivery(entity: Any) -> Delivery:
-    return Delivery(
-        kind=entity["RowKey"],
-        sid=entity["sid"],
-        status=entity["status"],
-        history=tuple(StatusEvent(**event) for event in json.loads(entity["history"])),
-        error_code=entity.get("error_code"),
-        duration=entity.get("duration"),
-        caller=entity.get("caller"),
-        to=entity.get("to"),
-        created_at=entity.get("created_at"),
-        attempt=entity.get("attempt"),
-    )
+def _slots(entity: Any) -> Slots:
+    return {int(slot): int(n) for slot, n in json.loads(entity["slots"]).items()}
 
 
 def _idempotency_entity(pk: str, rk: str, record: IdempotencyRecord) -> dict[str, Any]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 
 import pytest
 
 from shared import cleanup, limits
-from shared.delivery_status import StatusEvent, advance, claim
+from shared.delivery_status import Created, StatusEvent
 from shared.memory_store import MemoryStore
 from shared.settings import Limit, Settings
 from shared.store import Attempt, IdempotencyRecord, Slots, Store
@@ -40,12 +40,17 @@ def put_key(store: Store, key: str, expires_at: float, lease_until: float = 0.0)
 
 
 def key_exists(store: Store, key: str) -> bool:
-    return store.update_key("scope", key, lambda current: None) is not None
+    return store.update_key("scope", key, lambda current: None).record is not None
 
 
-def counter(store: Store, name: str) -> Slots:
+def counter(store: Store, *rows: str) -> Slots:
+    """The slots of these rows (a counter's shards), added up."""
     seen: list[Slots] = []
-    store.update_counter(name, lambda slots: seen.append(dict(slots)))
+
+    def look(current: Mapping[str, Slots]) -> None:
+        seen.append(limits._merged([dict(current[row]) for row in rows]))
+
+    store.update_counters(rows, look)
     return seen[0]
 
 
@@ -81,34 +86,36 @@ def test_counters_go_once_idle_for_the_longest_window_and_a_slot(
     # Charged as the app charges: the caller's, the global and the destination's rows.
     limits.enforce_limits(store, SETTINGS, caller="key:a", destination="+14155550100", now=t0)
     fake_clock.advance(10)
-    store.update_counter("recent", lambda slots: {**slots, 7: 1})
-    rows = [limits.counter_key(c) for c in ("caller:key:a", "global", "destination:+14155550100")]
+    store.update_counters(["recent"], lambda current: {"recent": {7: 1}})
+    rows = [
+        limits.counter_rows(c, limit)
+        for c, limit in (
+            ("caller:key:a", Limit(30, 3600)), ("global", Limit(1000, DAY)),
+            ("destination:+14155550100", Limit(5, 3600)),
+        )
+    ]  # fmt: skip
     # An hour and a slot later the hourly rows count nothing, but the global row does.
     fake_clock.advance(3600 + 60)
-    assert limits._live(counter(store, rows[1]), SETTINGS.limit_global, fake_clock.time) != {}  # type: ignore[arg-type]
+    assert limits._live(counter(store, *rows[1]), Limit(1000, DAY), fake_clock.time) != {}
     assert cleanup.purge(store, SETTINGS, fake_clock.time).counters == 0
     # At exactly the lifetime a row stays; past it, it goes.
     assert cleanup.purge(store, SETTINGS, t0 + lifetime).counters == 0
     assert cleanup.purge(store, SETTINGS, t0 + lifetime + 1).counters == 3
-    assert [counter(store, row) for row in rows] == [{}, {}, {}]
+    assert [counter(store, *shards) for shards in rows] == [{}, {}, {}]
     assert counter(store, "recent") == {7: 1}
     assert cleanup.purge(store, SETTINGS, t0 + 10 + lifetime + 1).counters == 1
     # A charge after the cleanup starts a fresh row, as for a new caller.
     limits.enforce_limits(
         store, SETTINGS, caller="key:a", destination="+14155550100", now=t0 + 2 * DAY
     )
-    assert sum(counter(store, rows[0]).values()) == 1
+    assert sum(counter(store, *rows[0]).values()) == 1
 
 
 def record_delivery(store: Store, sid: str, status: str = "queued") -> None:
-    def change(current: object) -> object:
-        if current is None:
-            return claim(
-                None, "message", sid, caller="key:a", to="+14155550100", status=status, at="t"
-            )
-        return advance(current, "message", sid, StatusEvent(status, "t"))  # type: ignore[arg-type]
-
-    store.update_delivery("message", sid, change)  # type: ignore[arg-type]
+    if status == "queued":
+        store.record_created("message", sid, Created("key:a", "+14155550100", status, "t"))
+    else:
+        store.record_status("message", sid, StatusEvent(status, "t"))
 
 
 def test_deliveries_go_after_the_retention_since_their_last_change(
@@ -141,13 +148,13 @@ def test_a_counter_deleted_while_it_is_charged_is_charged_afresh(
     azurite: Azurite, fake_clock: FakeClock
 ) -> None:
     store = TableStore(azurite.connection_string, table_prefix())
-    store.update_counter("c", lambda slots: {1: 1})
+    store.update_counters(["c"], lambda current: {"c": {1: 1}})
     raced: list[int] = []
 
-    def charge(slots: Slots) -> Slots:
+    def charge(current: Mapping[str, Slots]) -> dict[str, Slots]:
         if not raced:  # the cleanup deletes the row between our read and our write
             raced.append(store.purge_counters(fake_clock.time + 1))
-        return {**slots, 2: 1}
+        return {"c": {**current["c"], 2: 1}}
 
-    store.update_counter("c", charge)
+    store.update_counters(["c"], charge)
     assert (raced, counter(store, "c")) == ([1], {2: 1})

@@ -5,13 +5,15 @@ The clock is a FakeClock, so window boundaries are where the test puts them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from shared.errors import AppError
-from shared.limits import SLOTS, enforce_limits
+from shared.limits import SHARDS, SLOTS, check_before_send, enforce_limits
 from shared.memory_store import MemoryStore
 from shared.settings import Settings, load_settings
 from shared.store import Store
@@ -97,7 +99,7 @@ def test_a_refused_request_leaves_every_counter_as_it_was(store: Store) -> None:
         _, extra, _ = refusal(lambda: send(store, settings, T0 + 1, caller="abuser"))
         assert extra["limit"] == "caller"
     send(store, settings, T0 + 2, caller="innocent", to="+14155550100")
-    # The destination is now full: the caller and global charges taken first are given back.
+    # The destination is now full: the caller and global limits are not charged either.
     _, extra, _ = refusal(lambda: send(store, settings, T0 + 3, caller="third", to="+14155550100"))
     assert extra == {"rule": "limit", "limit": "destination"}
     send(store, settings, T0 + 4, caller="third", to="+14155550101")  # its quota is intact
@@ -121,6 +123,81 @@ def test_more_than_a_limit_allows_at_once_is_refused_without_retry_after(store: 
     assert (status, extra, headers) == (429, {"rule": "limit", "limit": "caller"}, {})
     # Nothing was charged: the whole quota is still there.
     enforce_limits(store, settings, caller="c", destination=None, now=T0, amount=10)
+
+
+def test_an_opted_out_recipient_is_refused_first_and_charges_nothing(store: Store) -> None:
+    settings = limits(LIMIT_PER_CALLER="1/hour")
+    store.add_opt_out("+14155550100")
+    check = functools.partial(check_before_send, store, settings, caller="c", sms=True, now=T0)
+    status, extra, _ = refusal(lambda: check(destination="+14155550100"))
+    assert (status, extra) == (409, {"rule": "opt-out", "twilioCode": 21610})
+    check(destination="+14155550101")  # the caller's one send an hour was not spent
+    # Over the limit too: the recipient's own STOP is the answer, not a Retry-After.
+    status, extra, _ = refusal(lambda: check(destination="+14155550100"))
+    assert (status, extra) == (409, {"rule": "opt-out", "twilioCode": 21610})
+    status, extra, _ = refusal(lambda: check(destination="+14155550102"))
+    assert (status, extra) == (429, {"rule": "limit", "limit": "caller"})
+
+
+def test_a_sharded_limit_reads_every_shard(store: Store) -> None:
+    settings = limits(LIMIT_GLOBAL="800/hour")  # 8 rows; each charge lands on one of them
+    for minute in range(8):
+        enforce_limits(
+            store, settings, caller="c", destination=None, now=T0 + minute * 60, amount=100
+        )
+    status, extra, headers = refusal(
+        lambda: enforce_limits(store, settings, caller="c", destination=None, now=T0 + 600)
+    )
+    # Full however the charges were spread; room again when minute 0's slot leaves.
+    assert (status, extra, headers) == (
+        429, {"rule": "limit", "limit": "global"}, {"Retry-After": str(int(HOUR + 60 - 600))},
+    )  # fmt: skip
+
+
+def test_concurrent_requests_overshoot_a_sharded_limit_by_fewer_than_its_shards(
+    store: Store,
+) -> None:
+    settings = limits(LIMIT_GLOBAL="1000/day")  # 8 shards
+    enforce_limits(store, settings, caller="c", destination=None, now=T0, amount=990)
+
+    def one(index: int) -> bool:
+        try:
+            enforce_limits(store, settings, caller=f"c{index}", destination=None, now=T0 + 1)
+        except AppError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(16) as pool:
+        passed = sum(pool.map(one, range(40)))
+    assert 10 <= passed <= 10 + SHARDS - 1
+    # Sequentially nothing more passes: the overshoot never grows past one race.
+    assert not one(99)
+
+
+def test_a_small_limit_is_exact_under_concurrency(store: Store) -> None:
+    settings = limits(LIMIT_PER_CALLER="7/hour")
+
+    def one(index: int) -> bool:
+        try:
+            send(store, settings, T0, to=f"+1415555{index:04d}")
+        except AppError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(16) as pool:
+        assert sum(pool.map(one, range(30))) == 7
+
+
+def test_a_changed_window_counts_afresh(store: Store) -> None:
+    # Slots are numbered in units of their window's slot: an hour's read as a minute's
+    # would land decades off. Each window length keeps its own counter.
+    for i in range(3):
+        send(store, limits(LIMIT_PER_CALLER="3/hour"), T0 + i, to=f"+1415555010{i}")
+    minutely = limits(LIMIT_PER_CALLER="3/minute")
+    for i in range(3):
+        send(store, minutely, T0 + 10 + i, to=f"+1415555011{i}")
+    _, extra, _ = refusal(lambda: send(store, minutely, T0 + 20, to="+14155550120"))
+    assert extra["limit"] == "caller"
 
 
 def test_slots_cover_the_window_exactly() -> None:

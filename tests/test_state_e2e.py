@@ -273,7 +273,8 @@ def test_the_cleanup_timer_runs_through_the_worker(sandbox: Sandbox, azurite: Az
     finally:
         host.stop()
     assert [
-        store.update_key("scope", k, lambda current: None) is not None for k in ("expired", "live")
+        store.update_key("scope", k, lambda current: None).record is not None
+        for k in ("expired", "live")
     ] == [
         False,
         True,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
 
 from shared import idempotency
-from shared.delivery_status import Delivery, StatusEvent, advance, claim
+from shared.delivery_status import Created, Delivery, StatusEvent
 from shared.memory_store import MemoryStore
 from shared.store import (
     Attempt,
@@ -18,6 +18,7 @@ from shared.store import (
     Slots,
     Store,
     StoredResponse,
+    Versioned,
 )
 from shared.table_store import TableStore
 from tests.conftest import Azurite, table_prefix
@@ -35,52 +36,60 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
         yield TableStore(azurite.connection_string, table_prefix())
 
 
-def callback(store: Store, status: str, error_code: int | None = None) -> Delivery | None:
-    event = StatusEvent(status, f"t-{status}", error_code)
-    return store.update_delivery("message", SID, lambda cur: advance(cur, "message", SID, event))
+def callback(store: Store, status: str, at: str, error_code: int | None = None) -> bool:
+    """A status callback arriving at `at` (sortable, as the ISO times stored are)."""
+    return store.record_status("message", SID, StatusEvent(status, at, error_code))
+
+
+def created(
+    store: Store, status: str = "queued", caller: str = "ip:1", to: str = "+14155550100"
+) -> None:
+    store.record_created("message", SID, Created(caller=caller, to=to, status=status, at="t0"))
 
 
 def test_created_then_callbacks_in_order(store: Store) -> None:
-    store.update_delivery(
-        "message", SID,
-        lambda cur: claim(cur, "message", SID, caller="ip:1", to="+14155550100", status="queued", at="t0"),
-    )  # fmt: skip
-    for status in ("queued", "sent", "sent", "delivered"):
-        callback(store, status)
+    created(store)
+    arrivals = [("queued", "t1"), ("sent", "t2"), ("sent", "t3"), ("delivered", "t4")]
+    assert [callback(store, status, at) for status, at in arrivals] == [True, True, False, True]
     record = store.delivery("message", SID)
     assert record == Delivery(
         kind="message", sid=SID, status="delivered",
-        history=(StatusEvent("queued", "t0"), StatusEvent("sent", "t-sent"), StatusEvent("delivered", "t-delivered")),
+        history=(StatusEvent("queued", "t0"), StatusEvent("sent", "t2"), StatusEvent("delivered", "t4")),
         caller="ip:1", to="+14155550100", created_at="t0",
     )  # fmt: skip
 
 
 def test_status_never_moves_backwards_and_terminal_stays(store: Store) -> None:
-    callback(store, "delivered")
-    callback(store, "sent")
-    callback(store, "failed", 30008)
+    callback(store, "delivered", "t1")
+    callback(store, "sent", "t2")
+    callback(store, "failed", "t3", 30008)
     assert store.delivery("message", SID) == Delivery(
-        "message", SID, "delivered", (StatusEvent("delivered", "t-delivered"),)
+        "message", SID, "delivered", (StatusEvent("delivered", "t1"),)
     )
-    callback(store, "read")
+    callback(store, "read", "t4")
     assert store.delivery("message", SID).status == "read"  # type: ignore[union-attr]
 
 
+def test_a_repeated_status_keeps_the_first(store: Store) -> None:
+    assert store.record_status("call", SID, StatusEvent("completed", "t1", duration=30)) is True
+    assert store.record_status("call", SID, StatusEvent("completed", "t2", duration=99)) is False
+    assert store.delivery("call", SID) == Delivery(
+        "call", SID, "completed", (StatusEvent("completed", "t1", duration=30),), duration=30
+    )
+
+
 def test_failure_keeps_its_error_code(store: Store) -> None:
-    callback(store, "sent")
-    callback(store, "undelivered", 30003)
+    callback(store, "sent", "t1")
+    callback(store, "undelivered", "t2", 30003)
     record = store.delivery("message", SID)
     assert record is not None
     assert (record.status, record.error_code) == ("undelivered", 30003)
 
 
 def test_callbacks_before_creation_are_kept_and_the_owner_added(store: Store) -> None:
-    callback(store, "sent")
+    callback(store, "sent", "t1")
     assert store.delivery("message", SID).caller is None  # type: ignore[union-attr]
-    store.update_delivery(
-        "message", SID,
-        lambda cur: claim(cur, "message", SID, caller="ip:1", to="+1", status="queued", at="t0"),
-    )  # fmt: skip
+    created(store, to="+1")
     record = store.delivery("message", SID)
     assert record is not None
     assert (record.status, record.caller, [e.status for e in record.history]) == (
@@ -90,23 +99,34 @@ def test_callbacks_before_creation_are_kept_and_the_owner_added(store: Store) ->
     )
 
 
+def test_messages_and_calls_with_one_sid_stay_apart(store: Store) -> None:
+    created(store)
+    store.record_status("call", SID, StatusEvent("ringing", "t1"))
+    assert store.delivery("message", SID) == Delivery(
+        "message", SID, "queued", (StatusEvent("queued", "t0"),),
+        caller="ip:1", to="+14155550100", created_at="t0",
+    )  # fmt: skip
+    assert store.delivery("call", SID) == Delivery(
+        "call", SID, "ringing", (StatusEvent("ringing", "t1"),)
+    )
+
+
 def test_unknown_sid(store: Store) -> None:
     assert store.delivery("call", SID) is None
 
 
-def test_concurrent_updates_are_never_lost(store: Store) -> None:
-    def append(index: int) -> None:
-        store.update_delivery(
-            "call", SID,
-            lambda cur: replace(cur, history=(*cur.history, StatusEvent(str(index), "t")))
-            if cur else Delivery("call", SID, "queued", (StatusEvent(str(index), "t"),)),
-        )  # fmt: skip
+def test_concurrent_callbacks_are_each_stored_once(store: Store) -> None:
+    statuses = ["queued", "initiated", "ringing", "in-progress", "completed"] * 4
+
+    def one(index_status: tuple[int, str]) -> bool:
+        index, status = index_status
+        return store.record_status("call", SID, StatusEvent(status, f"t{index:02d}"))
 
     with ThreadPoolExecutor(10) as pool:
-        list(pool.map(append, range(20)))
+        stored = list(pool.map(one, enumerate(statuses)))
+    assert sum(stored) == 5  # each status once, whichever of its repeats came first
     record = store.delivery("call", SID)
-    assert record is not None
-    assert sorted(int(e.status) for e in record.history) == list(range(20))
+    assert record is not None and record.status == "completed"
 
 
 # Idempotency keys ---------------------------------------------------------------------
@@ -117,15 +137,39 @@ ATTEMPT = Attempt("message", "+14155550100", "+15005550006", "digest", 1000.0, "
 
 def test_key_records_persist_with_their_attempt(store: Store) -> None:
     first = IdempotencyRecord("f1", 2000.0, 1150.0, attempt=ATTEMPT)
-    assert store.update_key("s", "k", lambda current: first) == first
-    assert store.update_key("s", "k", lambda current: None) == first  # None: unchanged
+    claimed = store.update_key("s", "k", lambda current: first)
+    assert claimed.record == first and claimed.version is not None
+    assert store.update_key("s", "k", lambda current: None) == claimed  # None: unchanged
     done = replace(first, response=OK, unknown=True)
     store.update_key(
         "s", "k", lambda current: replace(current, response=OK, unknown=True) if current else None
     )
-    assert store.update_key("s", "k", lambda current: None) == done
-    assert store.update_key("s", "other", lambda current: None) is None
-    assert store.update_key("other", "k", lambda current: None) is None
+    assert store.update_key("s", "k", lambda current: None).record == done
+    assert store.update_key("s", "other", lambda current: None) == Versioned(None, None)
+    assert store.update_key("other", "k", lambda current: None) == Versioned(None, None)
+
+
+def test_replace_key_writes_only_over_the_version_it_names(store: Store) -> None:
+    first = IdempotencyRecord("f1", 2000.0, 1150.0, attempt=ATTEMPT)
+    version = store.update_key("s", "k", lambda current: first).version
+    assert version is not None
+    done = replace(first, response=OK)
+    assert store.replace_key("s", "k", done, version) is True
+    assert store.replace_key("s", "k", replace(first, unknown=True), version) is False
+    after = store.update_key("s", "k", lambda current: None)
+    assert after.record == done and after.version not in (None, version)
+    assert store.replace_key("s", "absent", done, version) is False
+    assert store.update_key("s", "absent", lambda current: None) == Versioned(None, None)
+
+
+def test_an_expired_key_is_claimed_again(store: Store) -> None:
+    old = IdempotencyRecord("f1", 500.0, 150.0, attempt=ATTEMPT)
+    store.update_key("s", "k", lambda current: old)
+    assert idempotency.claim(store, "s", "k", "f2", ATTEMPT, 1000.0)[:2] == ("new", old)
+    assert store.update_key("s", "k", lambda current: None).record == IdempotencyRecord(
+        "f2", 1000.0 + idempotency.KEY_TTL_SECONDS, 1000.0 + idempotency.LEASE_SECONDS,
+        attempt=ATTEMPT,
+    )  # fmt: skip
 
 
 def test_exactly_one_concurrent_claim_wins(store: Store) -> None:
@@ -141,37 +185,56 @@ def test_exactly_one_concurrent_claim_wins(store: Store) -> None:
 # Counters and opt-outs ----------------------------------------------------------------
 
 
-def bounded_increment(cap: int) -> Callable[[Slots], Slots | None]:
-    def change(slots: Slots) -> Slots | None:
-        if slots.get(0, 0) >= cap:
+def bounded_increment(
+    cap: int, *counters: str
+) -> Callable[[Mapping[str, Slots]], dict[str, Slots] | None]:
+    """Add one to slot 0 of every counter, unless the first is at `cap`."""
+
+    def change(current: Mapping[str, Slots]) -> dict[str, Slots] | None:
+        if current[counters[0]].get(0, 0) >= cap:
             return None
-        return {**slots, 0: slots.get(0, 0) + 1}
+        return {c: {**current[c], 0: current[c].get(0, 0) + 1} for c in counters}
 
     return change
 
 
-def read_counter(store: Store, counter: str) -> Slots:
-    seen: list[Slots] = []
+def read_counters(store: Store, *counters: str) -> dict[str, Slots]:
+    seen: list[dict[str, Slots]] = []
 
-    def look(slots: Slots) -> None:
-        seen.append(dict(slots))
+    def look(current: Mapping[str, Slots]) -> None:
+        seen.append({c: dict(s) for c, s in current.items()})
 
-    store.update_counter(counter, look)
+    store.update_counters(counters, look)
     return seen[-1]
 
 
 def test_counter_updates_persist_and_none_changes_nothing(store: Store) -> None:
-    assert read_counter(store, "c") == {}
-    store.update_counter("c", lambda slots: {**slots, 5: 2, 7: 1})
-    store.update_counter("c", lambda slots: None)
-    assert read_counter(store, "c") == {5: 2, 7: 1}
-    assert read_counter(store, "other") == {}
+    assert read_counters(store, "c", "d") == {"c": {}, "d": {}}
+    store.update_counters(["c", "d"], lambda current: {"c": {5: 2, 7: 1}})
+    store.update_counters(["c"], lambda current: None)
+    assert read_counters(store, "c", "d", "other") == {"c": {5: 2, 7: 1}, "d": {}, "other": {}}
 
 
-def test_concurrent_counter_updates_never_lose_one(store: Store) -> None:
+def test_concurrent_counter_updates_never_lose_one_and_change_all_or_none(store: Store) -> None:
+    change = bounded_increment(7, "global", "caller", "destination")
     with ThreadPoolExecutor(10) as pool:
-        list(pool.map(lambda _: store.update_counter("global", bounded_increment(7)), range(30)))
-    assert read_counter(store, "global") == {0: 7}
+        list(
+            pool.map(
+                lambda _: store.update_counters(["global", "caller", "destination"], change),
+                range(30),
+            )
+        )
+    assert read_counters(store, "global", "caller", "destination") == {
+        "global": {0: 7}, "caller": {0: 7}, "destination": {0: 7},
+    }  # fmt: skip
+
+
+def test_counter_change_may_wait_on_an_opt_out_read(store: Store) -> None:
+    store.add_opt_out("+14155550100")
+    with ThreadPoolExecutor(1) as pool:
+        opted = pool.submit(store.is_opted_out, "+14155550100")
+        store.update_counters(["c"], lambda current: {"c": {0: int(opted.result(timeout=10))}})
+    assert read_counters(store, "c") == {"c": {0: 1}}
 
 
 def test_opt_outs(store: Store) -> None:
@@ -185,14 +248,14 @@ def test_opt_outs(store: Store) -> None:
 def test_a_vanished_table_is_created_again(azurite: Azurite) -> None:
     prefix = table_prefix()
     store = TableStore(azurite.connection_string, prefix)
-    store.update_counter("global", bounded_increment(5))
+    store.update_counters(["global"], bounded_increment(5, "global"))
     from azure.data.tables import TableServiceClient
 
     TableServiceClient.from_connection_string(azurite.connection_string).delete_table(
         f"{prefix}Counters"
     )
-    store.update_counter("global", bounded_increment(5))  # a fresh, empty table
-    assert read_counter(store, "global") == {0: 1}
+    store.update_counters(["global"], bounded_increment(5, "global"))  # a fresh, empty table
+    assert read_counters(store, "global") == {"global": {0: 1}}
 
 
 # Broadcasts ---------------------------------------------------------------------------
