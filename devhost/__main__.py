@@ -15,8 +15,10 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -37,12 +39,14 @@ from devhost.host import (
 from devhost.sandbox import SandboxConfig, create_sandbox_app
 from devhost.worker import IndexedFunction, InProcessWorker, WorkerRefused
 from shared.phone import InvalidPhoneNumber, to_e164
+from shared.settings import development_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_ACCOUNT_SID = "AC" + "0" * 32
 SANDBOX_FROM_NUMBER = "+15005550006"
 TEST_NUMBER_PREFIX = "+1500555"
 READY_PREFIX = "devhost: ready "
+AZURITE_PORT = 10002  # Azurite's default table port, which UseDevelopmentStorage=true means
 _BROADCAST_EXAMPLE = (
     "  curl -s -X POST {host_url}/{prefix}/broadcasts -H 'Content-Type: application/json' "
     '-d \'{{"to": ["+14155550100", "+14155550101"], "body": "Hello, everyone"}}\''
@@ -69,7 +73,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         pass
     except OSError as exc:  # typically a port taken by another devhost or func start
-        sys.exit(f"devhost: cannot listen: {exc.strerror}. Pick others with --port/--sandbox-port.")
+        sys.exit(
+            f"devhost: cannot listen: {exc.strerror}. Pick other ports: "
+            "`make run PORT=… SANDBOX_PORT=…` (devhost's --port/--sandbox-port)."
+        )
     except WorkerRefused as exc:  # what Azure would log as "Worker failed to index functions"
         sys.exit(f"devhost: the Functions worker refused the app: {exc}")
     except StoreUnreachable as exc:
@@ -86,28 +93,53 @@ def load_local_settings(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def azurite_if(wanted: bool) -> Iterator[None]:
-    """Run Azurite's table service on its default port and point the state store at it."""
-    if not wanted:
+def azurite_if(port: int | None, location: Path = ROOT / ".azurite") -> Iterator[None]:
+    """Run Azurite's table service on 127.0.0.1:`port` (data in `location`) and point the
+    state store at it."""
+    if port is None:
         yield
         return
     binary = ROOT / "node_modules" / ".bin" / "azurite-table"
     if not binary.exists():
-        sys.exit("devhost: Azurite is not installed; run `npm ci` (make does) first.")
-    location = ROOT / ".azurite"
+        sys.exit("devhost: Azurite is not installed; `make run AZURITE=1` installs it (npm ci).")
+    if _taken(port):
+        sys.exit(
+            f"devhost: 127.0.0.1:{port} is taken (another Azurite?); pick another port with "
+            "`make run AZURITE=1 AZURITE_PORT=…`."
+        )
     location.mkdir(exist_ok=True)
     process = subprocess.Popen(
-        [str(binary), "--tableHost", "127.0.0.1", "--tablePort", "10002", "--location",
+        [str(binary), "--tableHost", "127.0.0.1", "--tablePort", str(port), "--location",
          str(location), "--silent", "--skipApiVersionCheck", "--disableTelemetry"],
     )  # fmt: skip
-    if not os.environ.get("STATE_STORE_CONNECTION", "").strip():
-        os.environ["STATE_STORE_CONNECTION"] = "UseDevelopmentStorage=true"
-    print(f"devhost: Azurite table service on 127.0.0.1:10002 (data in {location})", flush=True)
     try:
+        if not _listening(port, process):
+            sys.exit(f"devhost: Azurite did not start on 127.0.0.1:{port}.")
+        connection = os.environ.get("STATE_STORE_CONNECTION", "").strip()
+        if not connection or connection.replace(" ", "").lower() == "usedevelopmentstorage=true":
+            os.environ["STATE_STORE_CONNECTION"] = development_storage(port)
+        print(
+            f"devhost: Azurite table service on 127.0.0.1:{port} (data in {location})", flush=True
+        )
         yield
     finally:
         process.terminate()
         process.wait(10)
+
+
+def _listening(port: int, process: subprocess.Popen[bytes], seconds: float = 30) -> bool:
+    """Whether `process` listens on 127.0.0.1:`port` within `seconds` (False once it exits)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        if _taken(port):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _taken(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 async def serve(args: argparse.Namespace, sandbox: bool) -> None:
@@ -279,10 +311,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sandbox-port", type=int, default=7072, help="sandbox port (0: any)")
     parser.add_argument("--settings", default=str(ROOT / "local.settings.json"))
     parser.add_argument(
-        "--azurite",
-        action="store_true",
-        help="start Azurite (table service, 127.0.0.1:10002) and keep state in it",
-    )
+        "--azurite", type=int, nargs="?", const=AZURITE_PORT, metavar="PORT",
+        help=f"start Azurite's table service on 127.0.0.1:PORT (default {AZURITE_PORT}) and keep "
+        "state in it",
+    )  # fmt: skip
     parser.add_argument(
         "--sandbox-internet", action="store_true",
         help="let the sandbox fetch TwiML from and post callbacks to hosts beyond 127.0.0.1",

@@ -41,12 +41,19 @@ _NUMBER_PREFIX = re.compile(r"\+[0-9]{1,15}")
 # Destinations that cost no more than a normal message or call; premium-rate, shared-cost,
 # UAN, personal and toll-free numbers can bill the sender extra or feed SMS pumping.
 DEFAULT_NUMBER_TYPES = ("mobile", "fixed-line", "fixed-line-or-mobile")
-# Azurite's documented, public development account (what UseDevelopmentStorage=true means).
-DEVELOPMENT_STORAGE = (
-    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
-)
+
+
+def development_storage(table_port: int = 10002) -> str:
+    """Azurite's documented, public development account, its table service on `table_port`
+    (the default port is what UseDevelopmentStorage=true means)."""
+    return (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+        f"TableEndpoint=http://127.0.0.1:{table_port}/devstoreaccount1;"
+    )
+
+
+DEVELOPMENT_STORAGE = development_storage()
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,11 @@ import requests
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from devhost.__main__ import load_local_settings, sandbox_config
+from devhost.__main__ import azurite_if, load_local_settings, sandbox_config
 from devhost.host import _decoded_path, compile_route, from_rpc_http, to_rpc_http
 from devhost.rpc import messages as rpc
-from tests.conftest import VALID_TO, DevHost, start_devhost
+from shared.settings import development_storage
+from tests.conftest import VALID_TO, DevHost, free_port, start_devhost
 
 
 def test_health_in_sandbox_mode(devhost: DevHost) -> None:
@@ -128,6 +130,30 @@ def test_sandbox_mode_owns_the_configured_senders() -> None:
         "+15005550006",
     )
     assert bare.reach_internet is True
+
+
+def test_azurite_on_the_port_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATE_STORE_CONNECTION", "UseDevelopmentStorage=true")
+    port = free_port()
+    with azurite_if(port, tmp_path):
+        assert os.environ["STATE_STORE_CONNECTION"] == development_storage(port)
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+    with socket.socket() as probe:  # stopped with us
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_azurite_on_a_taken_port_is_refused(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as exited, azurite_if(port, tmp_path):
+            pass
+    assert exited.value.code == (
+        f"devhost: 127.0.0.1:{port} is taken (another Azurite?); pick another port with "
+        "`make run AZURITE=1 AZURITE_PORT=…`."
+    )
 
 
 def test_sandbox_mode_sends_from_every_configured_sender() -> None:
