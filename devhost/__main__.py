@@ -36,15 +36,32 @@ from devhost.host import (
     http_routes,
     route_prefix,
 )
-from devhost.sandbox import SandboxConfig, create_sandbox_app
+from devhost.sandbox import MAGIC_SENDERS, TEST_SENDER, SandboxConfig, create_sandbox_app
 from devhost.worker import IndexedFunction, InProcessWorker, WorkerRefused
 from shared.phone import InvalidPhoneNumber, to_e164
 from shared.settings import development_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_ACCOUNT_SID = "AC" + "0" * 32
-SANDBOX_FROM_NUMBER = "+15005550006"
+SANDBOX_FROM_NUMBER = TEST_SENDER
 TEST_NUMBER_PREFIX = "+1500555"
+# What sandbox mode sets when the user has not: nothing leaves the machine, so the app's
+# policy may let through what the README and the console offer, as often as one tries.
+SANDBOX_DEFAULTS = {
+    "TWILIO_FROM_NUMBER": SANDBOX_FROM_NUMBER,
+    # Twilio's test numbers (+1 500 555 …) are "personal" numbers, which the number type
+    # policy refuses: let them through where nothing is ever sent.
+    "NUMBER_TYPE_EXCEPTIONS": TEST_NUMBER_PREFIX,
+    # The sandbox's sender and Twilio's magic senders, so that `from` can try them: the app
+    # refuses any sender it does not allow before Twilio is asked.
+    "TWILIO_ALLOWED_SENDERS": ",".join([SANDBOX_FROM_NUMBER, *sorted(MAGIC_SENDERS)]),
+    # Loose enough to try the examples over and over (the defaults allow 5 an hour to one
+    # number), still there to be seen.
+    "LIMIT_PER_DESTINATION": "100/hour",
+    "LIMIT_PER_CALLER": "1000/hour",
+    "LIMIT_GLOBAL": "10000/day",
+}
+LIMIT_KEYS = ("LIMIT_PER_DESTINATION", "LIMIT_PER_CALLER", "LIMIT_GLOBAL")
 READY_PREFIX = "devhost: ready "
 AZURITE_PORT = 10002  # Azurite's default table port, which UseDevelopmentStorage=true means
 _BROADCAST_EXAMPLE = (
@@ -64,12 +81,17 @@ def main(argv: list[str] | None = None) -> None:
     # What Core Tools sets for `func start`: the app knows it runs on a developer's machine.
     os.environ.setdefault("AZURE_FUNCTIONS_ENVIRONMENT", "Development")
     sandbox = args.sandbox or not os.environ.get("TWILIO_ACCOUNT_SID", "").strip()
+    token = secrets.token_hex(16) if sandbox else None  # fresh per run: nothing to leak
+    if token is not None:
+        # The sandbox's URL is known once it listens; until then its address stands in.
+        provisional = f"http://{args.host}:{args.sandbox_port}"
+        os.environ.update(sandbox_settings(os.environ, token, provisional))
     # `kill` (and make's shutdown) send SIGTERM: exit through the finally blocks, so the
     # Azurite child and the listening sockets go away with us.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         with azurite_if(args.azurite):
-            asyncio.run(serve(args, sandbox))
+            asyncio.run(serve(args, token))
     except KeyboardInterrupt:
         pass
     except OSError as exc:  # typically a port taken by another devhost or func start
@@ -142,30 +164,19 @@ def _taken(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def serve(args: argparse.Namespace, sandbox: bool) -> None:
+async def serve(args: argparse.Namespace, sandbox_token: str | None) -> None:
+    """Serve the app, and the sandbox (as account SANDBOX_ACCOUNT_SID with `sandbox_token`)
+    unless that is None."""
     host, port = args.host, args.port
     runners: list[web.AppRunner] = []
     sandbox_url = None
     sandbox_app = None
-    if sandbox:
-        token = secrets.token_hex(16)  # fresh per run: nothing to leak, nothing to commit
-        config = sandbox_config(token, args.sandbox_internet, os.environ)
+    if sandbox_token is not None:
+        config = sandbox_config(sandbox_token, args.sandbox_internet, os.environ)
         sandbox_app = create_sandbox_app(config)
         sandbox_app.middlewares.append(local_only())
         sandbox_url = await _start(sandbox_app, host, args.sandbox_port, runners)
-        os.environ.update(
-            TWILIO_ACCOUNT_SID=SANDBOX_ACCOUNT_SID,
-            TWILIO_AUTH_TOKEN=token,
-            TWILIO_API_BASE_URL=sandbox_url,
-            TWILIO_API_KEY_SID="",
-            TWILIO_API_KEY_SECRET="",
-        )
-        if not os.environ.get("TWILIO_FROM_NUMBER", "").strip():
-            os.environ["TWILIO_FROM_NUMBER"] = SANDBOX_FROM_NUMBER
-        # Twilio's test numbers (+1 500 555 …) are "personal" numbers, which the number
-        # type policy refuses: let them through where nothing is ever sent.
-        if not os.environ.get("NUMBER_TYPE_EXCEPTIONS", "").strip():
-            os.environ["NUMBER_TYPE_EXCEPTIONS"] = TEST_NUMBER_PREFIX
+        os.environ["TWILIO_API_BASE_URL"] = sandbox_url
 
     # The worker indexes the app once the environment is complete (CALLER_AUTH decides
     # auth levels at import, as on Azure).
@@ -220,9 +231,25 @@ async def start_durable(
     return durable
 
 
+def sandbox_settings(environ: Mapping[str, str], token: str, sandbox_url: str) -> dict[str, str]:
+    """The app's settings in sandbox mode: the sandbox's account, and SANDBOX_DEFAULTS for
+    what the user left unset (empty counts as unset, as in load_settings)."""
+    settings = {
+        "TWILIO_ACCOUNT_SID": SANDBOX_ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": token,
+        "TWILIO_API_BASE_URL": sandbox_url,
+        "TWILIO_API_KEY_SID": "",
+        "TWILIO_API_KEY_SECRET": "",
+    }
+    unset = {k: v for k, v in SANDBOX_DEFAULTS.items() if not environ.get(k, "").strip()}
+    return settings | unset
+
+
 def sandbox_config(token: str, internet: bool, environ: Mapping[str, str]) -> SandboxConfig:
     """The sandbox's account: it owns Twilio's test sender and every sender the app is
-    configured with, since it refuses any other as Twilio does (21606, 21210, 21701)."""
+    configured with, since it refuses any other as Twilio does (21606, 21210, 21701).
+    Twilio's magic senders stay Twilio's: they answer their errors, and calls from them
+    are refused as from any number the account does not own."""
     from_number = _e164_or_none(environ.get("TWILIO_FROM_NUMBER", ""))
     senders = [environ.get("TWILIO_MESSAGING_SERVICE_SID", "")]
     senders += environ.get("TWILIO_ALLOWED_SENDERS", "").split(",")
@@ -232,7 +259,7 @@ def sandbox_config(token: str, internet: bool, environ: Mapping[str, str]) -> Sa
         SANDBOX_ACCOUNT_SID,
         token,
         reach_internet=internet,
-        owned_numbers=frozenset({SANDBOX_FROM_NUMBER, *filter(None, numbers)}),
+        owned_numbers=frozenset({SANDBOX_FROM_NUMBER, *filter(None, numbers)}) - MAGIC_SENDERS,
         messaging_services=frozenset(s for s in senders if s.startswith("MG")),
         # A Messaging Service sends from the app's own number when it has one.
         service_sender=from_number or SANDBOX_FROM_NUMBER,
@@ -284,6 +311,10 @@ def _banner(
             "*** SANDBOX MODE: no Twilio credentials configured. Nothing leaves this machine. ***",
             f"  Console:         {host_url}/sandbox/",
             f"  Twilio sandbox:  {sandbox_url}",
+            f"  Account SID:     {os.environ['TWILIO_ACCOUNT_SID']}",
+            f"  Auth token:      {os.environ['TWILIO_AUTH_TOKEN']}  (the sandbox's own, local "
+            "and throwaway: new at each start)",
+            f"  Limits:          {', '.join(f'{k}={os.environ[k]}' for k in LIMIT_KEYS)}",
             f"  What it sent:    curl {sandbox_url}/sandbox/messages",
             f"  What it called:  curl {sandbox_url}/sandbox/calls",
         ]

@@ -125,6 +125,8 @@ _MESSAGE_OUTCOMES = {
     "+15005550303": ("undelivered", 30003, "Unreachable destination handset"),
     "+15005550308": ("failed", 30008, "Unknown error"),
 }
+# Twilio's magic senders: From numbers whose answer is an error (never owned by an account).
+MAGIC_SENDERS = frozenset(_MESSAGE_FROM_ERRORS) | frozenset(_CALL_FROM_ERRORS)
 RATE_LIMITED_ONCE = "+15005550428"
 RATE_LIMITED = "+15005550429"
 SERVER_ERROR = "+15005550500"

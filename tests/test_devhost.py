@@ -12,7 +12,7 @@ import requests
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from devhost.__main__ import azurite_if, load_local_settings, sandbox_config
+from devhost.__main__ import azurite_if, load_local_settings, sandbox_config, sandbox_settings
 from devhost.host import _decoded_path, compile_route, from_rpc_http, to_rpc_http
 from devhost.rpc import messages as rpc
 from shared.settings import development_storage
@@ -130,6 +130,92 @@ def test_sandbox_mode_owns_the_configured_senders() -> None:
         "+15005550006",
     )
     assert bare.reach_internet is True
+
+
+def test_sandbox_mode_defaults_only_what_the_user_left_unset() -> None:
+    account = {
+        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "TWILIO_AUTH_TOKEN": "t0ken",
+        "TWILIO_API_BASE_URL": "http://127.0.0.1:7072",
+        "TWILIO_API_KEY_SID": "",
+        "TWILIO_API_KEY_SECRET": "",
+    }
+    assert sandbox_settings({}, "t0ken", "http://127.0.0.1:7072") == {
+        **account,
+        "TWILIO_FROM_NUMBER": "+15005550006",
+        "NUMBER_TYPE_EXCEPTIONS": "+1500555",
+        "TWILIO_ALLOWED_SENDERS": "+15005550006,+15005550001,+15005550007,+15005550008",
+        "LIMIT_PER_DESTINATION": "100/hour",
+        "LIMIT_PER_CALLER": "1000/hour",
+        "LIMIT_GLOBAL": "10000/day",
+    }
+    user = {
+        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,  # --sandbox with credentials: replaced
+        "TWILIO_API_KEY_SID": "SK" + "1" * 32,
+        "TWILIO_FROM_NUMBER": "+14155550123",
+        "NUMBER_TYPE_EXCEPTIONS": "+1500",
+        "TWILIO_ALLOWED_SENDERS": "+14155550124",
+        "LIMIT_PER_DESTINATION": "5/hour",
+        "LIMIT_PER_CALLER": "off",
+        "LIMIT_GLOBAL": " ",  # empty counts as unset
+    }
+    assert sandbox_settings(user, "t0ken", "http://127.0.0.1:7072") == {
+        **account,
+        "LIMIT_GLOBAL": "10000/day",
+    }
+
+
+def test_the_sandbox_never_owns_twilios_magic_senders() -> None:
+    config = sandbox_config(
+        "token",
+        False,
+        {
+            "TWILIO_FROM_NUMBER": "+15005550008",
+            "TWILIO_ALLOWED_SENDERS": "+15005550006,+15005550001,+15005550007,+14155550124",
+        },
+    )
+    assert (config.owned_numbers, config.service_sender) == (
+        frozenset({"+15005550006", "+14155550124"}),
+        "+15005550008",
+    )
+
+
+def test_sandbox_mode_answers_the_examples_again_and_again(devhost: DevHost) -> None:
+    # The app's default limit is 5 an hour per destination; sandbox mode's is looser.
+    answers = [
+        requests.post(
+            f"{devhost.url}/api/SendSms",
+            json={"to": "+14155550160", "body": f"try {i}"},
+            timeout=10,
+        ).status_code
+        for i in range(8)
+    ]
+    assert answers == [201] * 8
+
+
+@pytest.mark.parametrize(
+    ("route", "sender", "status", "code"),
+    [
+        ("SendSms", "+15005550006", 201, None),
+        ("SendSms", "+15005550001", 500, 21212),
+        ("SendSms", "+15005550007", 500, 21606),
+        ("SendSms", "+15005550008", 503, 21611),
+        ("MakeCall", "+15005550006", 201, None),
+        ("MakeCall", "+15005550001", 500, 21212),
+        ("MakeCall", "+15005550007", 500, 21210),
+    ],
+)
+def test_sandbox_mode_lets_the_documented_test_senders_reach_the_sandbox(
+    devhost: DevHost, route: str, sender: str, status: int, code: int | None
+) -> None:
+    # The README offers these as `from`: the app's policy must not refuse them first (403).
+    payload = {"to": "+14155550161", "from": sender, "body": "x", "message": "x"}
+    if route == "MakeCall":
+        del payload["body"]
+    else:
+        del payload["message"]
+    response = requests.post(f"{devhost.url}/api/{route}", json=payload, timeout=10)
+    assert (response.status_code, response.json().get("twilioCode")) == (status, code)
 
 
 def test_azurite_on_the_port_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

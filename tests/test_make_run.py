@@ -1,14 +1,24 @@
-"""`make run` as a newcomer runs it: the ports it takes and what it installs."""
+"""`make run` as a newcomer runs it: the ports it takes, what it installs, and what its
+banner says."""
 
 from __future__ import annotations
 
+import json
 import os
+import queue
+import signal
 import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import APP_SETTING_KEYS, ROOT
+from shared.settings import Secret, Settings
+from shared.twilio_client import build_client
+from tests.conftest import APP_SETTING_KEYS, ROOT, free_port
 
 NPM_CI = "npm ci --no-audit --no-fund --loglevel=error"
 
@@ -62,3 +72,77 @@ def test_npm_packages_are_installed_only_where_they_are_used(
 ) -> None:
     lines = dry_run(*args, f"NODE_STAMP={tmp_path / 'not-installed'}")
     assert (NPM_CI in lines) == installs
+
+
+# What `make run` prints ---------------------------------------------------------------
+
+
+@dataclass
+class MakeRun:
+    host: str
+    sandbox: str
+    banner: list[str]
+
+
+@pytest.fixture(scope="module")
+def make_run() -> Iterator[MakeRun]:
+    """`make run` on free ports, configured as a fresh clone is: the environment holds
+    local.settings.json.example's values, which win over whatever local.settings.json this
+    checkout has (so never real credentials)."""
+    port, sandbox_port = free_port(), free_port()
+    example = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
+    settings = ROOT / "local.settings.json"
+    created = not settings.exists()  # make run copies the example then, as on a fresh clone
+    process = subprocess.Popen(
+        ["make", "run", f"PORT={port}", f"SANDBOX_PORT={sandbox_port}"],
+        cwd=ROOT, env={**make_env(), **example}, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    stdout = process.stdout
+
+    def read() -> None:  # and keep reading, so a chatty host never blocks on a full pipe
+        for line in stdout:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    banner: list[str] = []
+    try:
+        deadline = time.monotonic() + 90
+        while not (banner and banner[-1].startswith("devhost: ready ")):
+            banner.append(lines.get(timeout=max(0.1, deadline - time.monotonic())).rstrip("\n"))
+        yield MakeRun(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sandbox_port}", banner)
+    finally:
+        stop_group(process)
+        stdout.close()
+        if created:
+            settings.unlink(missing_ok=True)
+
+
+def stop_group(process: subprocess.Popen[str]) -> None:
+    """Stop make and devhost, the process group started here: SIGTERM, then SIGKILL what is
+    left after 15 s."""
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(15)
+    deadline = time.monotonic() + 15
+    try:
+        while time.monotonic() < deadline:
+            os.killpg(process.pid, 0)  # raises once every member has exited
+            time.sleep(0.1)
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def test_the_banner_gives_the_sandbox_account_twilio_clients_can_use(make_run: MakeRun) -> None:
+    [sid] = [line.split()[-1] for line in make_run.banner if "Account SID:" in line]
+    [token] = [line.split()[2] for line in make_run.banner if "Auth token:" in line]
+    settings = Settings(
+        account_sid=sid, auth_token=Secret(token), twilio_api_base_url=make_run.sandbox
+    )
+    # What Core Tools' app does when pointed at the sandbox: the unchanged twilio library.
+    message = build_client(settings).messages.create(
+        to="+14155550100", from_="+15005550006", body="from another app"
+    )
+    assert (sid, message.status, message.body) == ("AC" + "0" * 32, "queued", "from another app")
