@@ -38,8 +38,9 @@ from devhost.host import (
 )
 from devhost.sandbox import MAGIC_SENDERS, TEST_SENDER, SandboxConfig, create_sandbox_app
 from devhost.worker import IndexedFunction, InProcessWorker, WorkerRefused
+from shared.errors import InvalidSetting
 from shared.phone import InvalidPhoneNumber, to_e164
-from shared.settings import development_storage
+from shared.settings import development_storage, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_ACCOUNT_SID = "AC" + "0" * 32
@@ -86,6 +87,15 @@ def main(argv: list[str] | None = None) -> None:
         # The sandbox's URL is known once it listens; until then its address stands in.
         provisional = f"http://{args.host}:{args.sandbox_port}"
         os.environ.update(sandbox_settings(os.environ, token, provisional))
+    try:
+        # What the app would answer every request with (a 500 naming the setting): say it
+        # once, here, rather than print "ready".
+        load_settings(os.environ)
+    except InvalidSetting as exc:
+        sys.exit(
+            f"devhost: cannot start: setting {exc.key} must be {exc.expected} "
+            "(in local.settings.json or the environment)."
+        )
     # `kill` (and make's shutdown) send SIGTERM: exit through the finally blocks, so the
     # Azurite child and the listening sockets go away with us.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,16 @@ from devhost.__main__ import azurite_if, load_local_settings, sandbox_config, sa
 from devhost.host import _decoded_path, compile_route, from_rpc_http, to_rpc_http
 from devhost.rpc import messages as rpc
 from shared.settings import development_storage
-from tests.conftest import VALID_TO, DevHost, free_port, start_devhost
+from tests.conftest import (
+    ACCOUNT_SID,
+    APP_SETTING_KEYS,
+    AUTH_TOKEN,
+    ROOT,
+    VALID_TO,
+    DevHost,
+    free_port,
+    start_devhost,
+)
 
 
 def test_health_in_sandbox_mode(devhost: DevHost) -> None:
@@ -216,6 +227,30 @@ def test_sandbox_mode_lets_the_documented_test_senders_reach_the_sandbox(
         del payload["message"]
     response = requests.post(f"{devhost.url}/api/{route}", json=payload, timeout=10)
     assert (response.status_code, response.json().get("twilioCode")) == (status, code)
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [{}, {"TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN}],
+    ids=["sandbox", "live"],
+)
+def test_bad_settings_stop_the_host_with_one_line_naming_them(
+    tmp_path: Path, credentials: dict[str, str]
+) -> None:
+    settings = tmp_path / "local.settings.json"
+    settings.write_text(json.dumps({"Values": {**credentials, "LIMIT_GLOBAL": "banana"}}))
+    env = {k: v for k, v in os.environ.items() if k not in APP_SETTING_KEYS}
+    result = subprocess.run(
+        [sys.executable, "-m", "devhost", "--port", "0", "--sandbox-port", "0",
+         "--settings", str(settings)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1,
+        "",
+        "devhost: cannot start: setting LIMIT_GLOBAL must be N/second, N/minute, N/hour, N/day "
+        "or off (in local.settings.json or the environment).\n",
+    )
 
 
 def test_azurite_on_the_port_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
