@@ -1,4 +1,5 @@
-"""`python -m devhost`: the local Functions host (and, without credentials, the Twilio sandbox).
+"""`make run` (`.venv/bin/python -m devhost`): the local Functions host (and, without
+credentials, the Twilio sandbox).
 
 Loads local.settings.json `Values` into the environment as `func start` does (variables
 already set in the environment win), has azure-functions-runtime (the worker Azure runs)
@@ -346,7 +347,7 @@ def _banner(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__)
+    parser = argparse.ArgumentParser(prog=".venv/bin/python -m devhost", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7071, help="host port (0: any free port)")
     parser.add_argument("--sandbox-port", type=int, default=7072, help="sandbox port (0: any)")

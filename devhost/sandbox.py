@@ -74,7 +74,9 @@ logger = logging.getLogger(__name__)
 
 API = "/2010-04-01/Accounts/{account}"
 TWILIO_TIMEOUT_SECONDS = 15  # how long Twilio waits for a TwiML document
-NOT_REACHED = "not sent: the sandbox only reaches 127.0.0.1 (python -m devhost --sandbox-internet)"
+NOT_REACHED = (
+    "not sent: the sandbox only reaches 127.0.0.1 (.venv/bin/python -m devhost --sandbox-internet)"
+)
 TEST_SENDER = "+15005550006"  # the one From Twilio's test credentials accept
 # What a caller hears when Twilio cannot use the TwiML (twilio-ruby#50; Twilio's
 # availability-reliability docs: "the default application error message").

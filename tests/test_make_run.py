@@ -1,11 +1,13 @@
-"""`make run` as a newcomer runs it: the ports it takes, what it installs, and what its
-banner says."""
+"""`make run` as a newcomer runs it: the ports it takes, what it installs, and a banner
+(and a README) whose every command works as written."""
 
 from __future__ import annotations
 
 import json
 import os
 import queue
+import re
+import shlex
 import signal
 import subprocess
 import threading
@@ -15,12 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
+from devhost.__main__ import _parser
 from shared.settings import Secret, Settings
 from shared.twilio_client import build_client
 from tests.conftest import APP_SETTING_KEYS, ROOT, free_port
 
 NPM_CI = "npm ci --no-audit --no-fund --loglevel=error"
+README = (ROOT / "README.md").read_text()
 
 
 def make_env() -> dict[str, str]:
@@ -74,7 +79,7 @@ def test_npm_packages_are_installed_only_where_they_are_used(
     assert (NPM_CI in lines) == installs
 
 
-# What `make run` prints ---------------------------------------------------------------
+# What `make run` prints, and its commands run as written ---------------------------------
 
 
 @dataclass
@@ -135,6 +140,50 @@ def stop_group(process: subprocess.Popen[str]) -> None:
         pass
 
 
+def run_curl(command: str) -> tuple[str, str, int]:
+    """A curl command line as a shell reads it, run with requests: (method, URL, status).
+    Options other than the few the banner and README use fail the test."""
+    words = shlex.split(command, comments=True)
+    assert words[0] == "curl", command
+    method, url, headers, data = "GET", "", {}, None
+    options = iter(words[1:])
+    for word in options:
+        if word == "-s":
+            continue
+        if word == "-X":
+            method = next(options)
+        elif word == "-H":
+            name, _, value = next(options).partition(":")
+            headers[name.strip()] = value.strip()
+        elif word == "-d":
+            data, method = next(options), "POST" if method == "GET" else method
+        else:
+            assert not word.startswith("-") and not url, f"{command}: {word} is not supported"
+            url = word
+    response = requests.request(method, url, headers=headers, data=data, timeout=30)
+    return method, url, response.status_code
+
+
+def banner_commands(banner: list[str]) -> list[str]:
+    return [line[line.index("curl ") :] for line in banner if "curl " in line]
+
+
+def test_every_banner_command_works_again_and_again(make_run: MakeRun) -> None:
+    host, sandbox = make_run.host, make_run.sandbox
+    expected = [
+        ("GET", f"{sandbox}/sandbox/messages", 200),
+        ("GET", f"{sandbox}/sandbox/calls", 200),
+        ("GET", f"{host}/api/health", 200),
+        ("POST", f"{host}/api/SendSms", 201),
+        ("POST", f"{host}/api/MakeCall", 201),
+        ("POST", f"{host}/api/broadcasts", 202),
+    ]
+    # Three rounds send nine times to +14155550100: more than the app's default limit
+    # (5 an hour per destination) lets through.
+    for _ in range(3):
+        assert [run_curl(command) for command in banner_commands(make_run.banner)] == expected
+
+
 def test_the_banner_gives_the_sandbox_account_twilio_clients_can_use(make_run: MakeRun) -> None:
     [sid] = [line.split()[-1] for line in make_run.banner if "Account SID:" in line]
     [token] = [line.split()[2] for line in make_run.banner if "Auth token:" in line]
@@ -146,3 +195,37 @@ def test_the_banner_gives_the_sandbox_account_twilio_clients_can_use(make_run: M
         to="+14155550100", from_="+15005550006", body="from another app"
     )
     assert (sid, message.status, message.body) == ("AC" + "0" * 32, "queued", "from another app")
+
+
+def readme_commands(host: str, sandbox: str) -> list[str]:
+    """The README's curl commands for `make run` (its default ports), sent to `host` and
+    `sandbox` instead."""
+    joined = README.replace("\\\n", " ")  # a shell joins continued lines
+    commands = [line.strip() for line in joined.splitlines() if line.strip().startswith("curl ")]
+    return [
+        c.replace("http://127.0.0.1:7071", host).replace("http://127.0.0.1:7072", sandbox)
+        for c in commands
+        if "http://127.0.0.1:707" in c
+    ]
+
+
+def test_every_readme_command_for_make_run_works(make_run: MakeRun) -> None:
+    host, sandbox = make_run.host, make_run.sandbox
+    results = [run_curl(command) for command in readme_commands(host, sandbox)]
+    assert results == [
+        ("GET", f"{host}/api/health", 200),
+        ("POST", f"{host}/api/SendSms", 201),
+        ("POST", f"{host}/api/MakeCall", 201),
+        ("GET", f"{sandbox}/sandbox/messages", 200),
+        ("GET", f"{sandbox}/sandbox/calls", 200),
+    ]
+
+
+def test_readme_python_commands_run_from_the_venv_with_real_options() -> None:
+    commands = re.findall(r"`([^`]*python -m [^`]*)`", README.replace("\n", " "))
+    assert commands, "the README shows no python -m command"
+    for command in commands:
+        words = command.split()
+        assert words[:2] == [".venv/bin/python", "-m"], command
+        if words[2] == "devhost":
+            _parser().parse_args(words[3:])  # exits on an option devhost does not have
