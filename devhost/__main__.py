@@ -1,4 +1,5 @@
-"""`python -m devhost`: the local Functions host (and, without credentials, the Twilio sandbox).
+"""`make run` (`.venv/bin/python -m devhost`): the local Functions host (and, without
+credentials, the Twilio sandbox).
 
 Loads local.settings.json `Values` into the environment as `func start` does (variables
 already set in the environment win), has azure-functions-runtime (the worker Azure runs)
@@ -15,8 +16,10 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -36,15 +39,35 @@ from devhost.host import (
     route_prefix,
     timer_functions,
 )
-from devhost.sandbox import SandboxConfig, create_sandbox_app
+from devhost.sandbox import MAGIC_SENDERS, TEST_SENDER, SandboxConfig, create_sandbox_app
 from devhost.worker import IndexedFunction, InProcessWorker, WorkerRefused
+from shared.errors import InvalidSetting
 from shared.phone import InvalidPhoneNumber, to_e164
+from shared.settings import development_storage, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_ACCOUNT_SID = "AC" + "0" * 32
-SANDBOX_FROM_NUMBER = "+15005550006"
+SANDBOX_FROM_NUMBER = TEST_SENDER
 TEST_NUMBER_PREFIX = "+1500555"
+# What sandbox mode sets when the user has not: nothing leaves the machine, so the app's
+# policy may let through what the README and the console offer, as often as one tries.
+SANDBOX_DEFAULTS = {
+    "TWILIO_FROM_NUMBER": SANDBOX_FROM_NUMBER,
+    # Twilio's test numbers (+1 500 555 …) are "personal" numbers, which the number type
+    # policy refuses: let them through where nothing is ever sent.
+    "NUMBER_TYPE_EXCEPTIONS": TEST_NUMBER_PREFIX,
+    # The sandbox's sender and Twilio's magic senders, so that `from` can try them: the app
+    # refuses any sender it does not allow before Twilio is asked.
+    "TWILIO_ALLOWED_SENDERS": ",".join([SANDBOX_FROM_NUMBER, *sorted(MAGIC_SENDERS)]),
+    # Loose enough to try the examples over and over (the defaults allow 5 an hour to one
+    # number), still there to be seen.
+    "LIMIT_PER_DESTINATION": "100/hour",
+    "LIMIT_PER_CALLER": "1000/hour",
+    "LIMIT_GLOBAL": "10000/day",
+}
+LIMIT_KEYS = ("LIMIT_PER_DESTINATION", "LIMIT_PER_CALLER", "LIMIT_GLOBAL")
 READY_PREFIX = "devhost: ready "
+AZURITE_PORT = 10002  # Azurite's default table port, which UseDevelopmentStorage=true means
 _BROADCAST_EXAMPLE = (
     "  curl -s -X POST {host_url}/{prefix}/broadcasts -H 'Content-Type: application/json' "
     '-d \'{{"to": ["+14155550100", "+14155550101"], "body": "Hello, everyone"}}\''
@@ -62,16 +85,33 @@ def main(argv: list[str] | None = None) -> None:
     # What Core Tools sets for `func start`: the app knows it runs on a developer's machine.
     os.environ.setdefault("AZURE_FUNCTIONS_ENVIRONMENT", "Development")
     sandbox = args.sandbox or not os.environ.get("TWILIO_ACCOUNT_SID", "").strip()
+    token = secrets.token_hex(16) if sandbox else None  # fresh per run: nothing to leak
+    if token is not None:
+        # The sandbox's URL is known once it listens; until then its address stands in.
+        provisional = f"http://{args.host}:{args.sandbox_port}"
+        os.environ.update(sandbox_settings(os.environ, token, provisional))
+    try:
+        # What the app would answer every request with (a 500 naming the setting): say it
+        # once, here, rather than print "ready".
+        load_settings(os.environ)
+    except InvalidSetting as exc:
+        sys.exit(
+            f"devhost: cannot start: setting {exc.key} must be {exc.expected} "
+            "(in local.settings.json or the environment)."
+        )
     # `kill` (and make's shutdown) send SIGTERM: exit through the finally blocks, so the
     # Azurite child and the listening sockets go away with us.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         with azurite_if(args.azurite):
-            asyncio.run(serve(args, sandbox))
+            asyncio.run(serve(args, token))
     except KeyboardInterrupt:
         pass
     except OSError as exc:  # typically a port taken by another devhost or func start
-        sys.exit(f"devhost: cannot listen: {exc.strerror}. Pick others with --port/--sandbox-port.")
+        sys.exit(
+            f"devhost: cannot listen: {exc.strerror}. Pick other ports: "
+            "`make run PORT=… SANDBOX_PORT=…` (devhost's --port/--sandbox-port)."
+        )
     except WorkerRefused as exc:  # what Azure would log as "Worker failed to index functions"
         sys.exit(f"devhost: the Functions worker refused the app: {exc}")
     except StoreUnreachable as exc:
@@ -88,54 +128,68 @@ def load_local_settings(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def azurite_if(wanted: bool) -> Iterator[None]:
-    """Run Azurite's table service on its default port and point the state store at it."""
-    if not wanted:
+def azurite_if(port: int | None, location: Path = ROOT / ".azurite") -> Iterator[None]:
+    """Run Azurite's table service on 127.0.0.1:`port` (data in `location`) and point the
+    state store at it."""
+    if port is None:
         yield
         return
     binary = ROOT / "node_modules" / ".bin" / "azurite-table"
     if not binary.exists():
-        sys.exit("devhost: Azurite is not installed; run `npm ci` (make does) first.")
-    location = ROOT / ".azurite"
+        sys.exit("devhost: Azurite is not installed; `make run AZURITE=1` installs it (npm ci).")
+    if _taken(port):
+        sys.exit(
+            f"devhost: 127.0.0.1:{port} is taken (another Azurite?); pick another port with "
+            "`make run AZURITE=1 AZURITE_PORT=…`."
+        )
     location.mkdir(exist_ok=True)
     process = subprocess.Popen(
-        [str(binary), "--tableHost", "127.0.0.1", "--tablePort", "10002", "--location",
+        [str(binary), "--tableHost", "127.0.0.1", "--tablePort", str(port), "--location",
          str(location), "--silent", "--skipApiVersionCheck", "--disableTelemetry"],
     )  # fmt: skip
-    if not os.environ.get("STATE_STORE_CONNECTION", "").strip():
-        os.environ["STATE_STORE_CONNECTION"] = "UseDevelopmentStorage=true"
-    print(f"devhost: Azurite table service on 127.0.0.1:10002 (data in {location})", flush=True)
     try:
+        if not _listening(port, process):
+            sys.exit(f"devhost: Azurite did not start on 127.0.0.1:{port}.")
+        connection = os.environ.get("STATE_STORE_CONNECTION", "").strip()
+        if not connection or connection.replace(" ", "").lower() == "usedevelopmentstorage=true":
+            os.environ["STATE_STORE_CONNECTION"] = development_storage(port)
+        print(
+            f"devhost: Azurite table service on 127.0.0.1:{port} (data in {location})", flush=True
+        )
         yield
     finally:
         process.terminate()
         process.wait(10)
 
 
-async def serve(args: argparse.Namespace, sandbox: bool) -> None:
+def _listening(port: int, process: subprocess.Popen[bytes], seconds: float = 30) -> bool:
+    """Whether `process` listens on 127.0.0.1:`port` within `seconds` (False once it exits)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        if _taken(port):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _taken(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def serve(args: argparse.Namespace, sandbox_token: str | None) -> None:
+    """Serve the app, and the sandbox (as account SANDBOX_ACCOUNT_SID with `sandbox_token`)
+    unless that is None."""
     host, port = args.host, args.port
     runners: list[web.AppRunner] = []
     sandbox_url = None
     sandbox_app = None
-    if sandbox:
-        token = secrets.token_hex(16)  # fresh per run: nothing to leak, nothing to commit
-        config = sandbox_config(token, args.sandbox_internet, os.environ)
+    if sandbox_token is not None:
+        config = sandbox_config(sandbox_token, args.sandbox_internet, os.environ)
         sandbox_app = create_sandbox_app(config)
         sandbox_app.middlewares.append(local_only())
         sandbox_url = await _start(sandbox_app, host, args.sandbox_port, runners)
-        os.environ.update(
-            TWILIO_ACCOUNT_SID=SANDBOX_ACCOUNT_SID,
-            TWILIO_AUTH_TOKEN=token,
-            TWILIO_API_BASE_URL=sandbox_url,
-            TWILIO_API_KEY_SID="",
-            TWILIO_API_KEY_SECRET="",
-        )
-        if not os.environ.get("TWILIO_FROM_NUMBER", "").strip():
-            os.environ["TWILIO_FROM_NUMBER"] = SANDBOX_FROM_NUMBER
-        # Twilio's test numbers (+1 500 555 …) are "personal" numbers, which the number
-        # type policy refuses: let them through where nothing is ever sent.
-        if not os.environ.get("NUMBER_TYPE_EXCEPTIONS", "").strip():
-            os.environ["NUMBER_TYPE_EXCEPTIONS"] = TEST_NUMBER_PREFIX
+        os.environ["TWILIO_API_BASE_URL"] = sandbox_url
 
     # The worker indexes the app once the environment is complete (CALLER_AUTH decides
     # auth levels at import, as on Azure).
@@ -191,9 +245,25 @@ async def start_durable(
     return durable
 
 
+def sandbox_settings(environ: Mapping[str, str], token: str, sandbox_url: str) -> dict[str, str]:
+    """The app's settings in sandbox mode: the sandbox's account, and SANDBOX_DEFAULTS for
+    what the user left unset (empty counts as unset, as in load_settings)."""
+    settings = {
+        "TWILIO_ACCOUNT_SID": SANDBOX_ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": token,
+        "TWILIO_API_BASE_URL": sandbox_url,
+        "TWILIO_API_KEY_SID": "",
+        "TWILIO_API_KEY_SECRET": "",
+    }
+    unset = {k: v for k, v in SANDBOX_DEFAULTS.items() if not environ.get(k, "").strip()}
+    return settings | unset
+
+
 def sandbox_config(token: str, internet: bool, environ: Mapping[str, str]) -> SandboxConfig:
     """The sandbox's account: it owns Twilio's test sender and every sender the app is
-    configured with, since it refuses any other as Twilio does (21606, 21210, 21701)."""
+    configured with, since it refuses any other as Twilio does (21606, 21210, 21701).
+    Twilio's magic senders stay Twilio's: they answer their errors, and calls from them
+    are refused as from any number the account does not own."""
     from_number = _e164_or_none(environ.get("TWILIO_FROM_NUMBER", ""))
     senders = [environ.get("TWILIO_MESSAGING_SERVICE_SID", "")]
     senders += environ.get("TWILIO_ALLOWED_SENDERS", "").split(",")
@@ -203,7 +273,7 @@ def sandbox_config(token: str, internet: bool, environ: Mapping[str, str]) -> Sa
         SANDBOX_ACCOUNT_SID,
         token,
         reach_internet=internet,
-        owned_numbers=frozenset({SANDBOX_FROM_NUMBER, *filter(None, numbers)}),
+        owned_numbers=frozenset({SANDBOX_FROM_NUMBER, *filter(None, numbers)}) - MAGIC_SENDERS,
         messaging_services=frozenset(s for s in senders if s.startswith("MG")),
         # A Messaging Service sends from the app's own number when it has one.
         service_sender=from_number or SANDBOX_FROM_NUMBER,
@@ -241,12 +311,15 @@ def _banner(
         f"  {name:<15} {route}" for name, route in describe(functions, prefix, host_url).items()
     ]
     if timers:
-        lines += ["", "Timers: not run on their schedule here; run one now with"]
         lines += [
-            f"  {t.name:<15} curl -X POST {host_url}/admin/functions/{t.name}  "
-            f"(on Azure: {t.trigger.get('schedule')})"
-            for t in timers
+            "",
+            "Timers: not run on their schedule here (on Azure: NCRONTAB, UTC); run one now:",
         ]
+        for t in timers:
+            lines += [
+                f"  {t.name} ({t.trigger.get('schedule')})",
+                f"  curl -X POST {host_url}/admin/functions/{t.name}",
+            ]
     if durable is not None:
         registry = durable.registry
         lines += [
@@ -263,6 +336,10 @@ def _banner(
             "*** SANDBOX MODE: no Twilio credentials configured. Nothing leaves this machine. ***",
             f"  Console:         {host_url}/sandbox/",
             f"  Twilio sandbox:  {sandbox_url}",
+            f"  Account SID:     {os.environ['TWILIO_ACCOUNT_SID']}",
+            f"  Auth token:      {os.environ['TWILIO_AUTH_TOKEN']}  (the sandbox's own, local "
+            "and throwaway: new at each start)",
+            f"  Limits:          {', '.join(f'{k}={os.environ[k]}' for k in LIMIT_KEYS)}",
             f"  What it sent:    curl {sandbox_url}/sandbox/messages",
             f"  What it called:  curl {sandbox_url}/sandbox/calls",
         ]
@@ -284,16 +361,16 @@ def _banner(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__)
+    parser = argparse.ArgumentParser(prog=".venv/bin/python -m devhost", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7071, help="host port (0: any free port)")
     parser.add_argument("--sandbox-port", type=int, default=7072, help="sandbox port (0: any)")
     parser.add_argument("--settings", default=str(ROOT / "local.settings.json"))
     parser.add_argument(
-        "--azurite",
-        action="store_true",
-        help="start Azurite (table service, 127.0.0.1:10002) and keep state in it",
-    )
+        "--azurite", type=int, nargs="?", const=AZURITE_PORT, metavar="PORT",
+        help=f"start Azurite's table service on 127.0.0.1:PORT (default {AZURITE_PORT}) and keep "
+        "state in it",
+    )  # fmt: skip
     parser.add_argument(
         "--sandbox-internet", action="store_true",
         help="let the sandbox fetch TwiML from and post callbacks to hosts beyond 127.0.0.1",

@@ -74,7 +74,9 @@ logger = logging.getLogger(__name__)
 
 API = "/2010-04-01/Accounts/{account}"
 TWILIO_TIMEOUT_SECONDS = 15  # how long Twilio waits for a TwiML document
-NOT_REACHED = "not sent: the sandbox only reaches 127.0.0.1 (python -m devhost --sandbox-internet)"
+NOT_REACHED = (
+    "not sent: the sandbox only reaches 127.0.0.1 (.venv/bin/python -m devhost --sandbox-internet)"
+)
 TEST_SENDER = "+15005550006"  # the one From Twilio's test credentials accept
 # What a caller hears when Twilio cannot use the TwiML (twilio-ruby#50; Twilio's
 # availability-reliability docs: "the default application error message").
@@ -125,6 +127,8 @@ _MESSAGE_OUTCOMES = {
     "+15005550303": ("undelivered", 30003, "Unreachable destination handset"),
     "+15005550308": ("failed", 30008, "Unknown error"),
 }
+# Twilio's magic senders: From numbers whose answer is an error (never owned by an account).
+MAGIC_SENDERS = frozenset(_MESSAGE_FROM_ERRORS) | frozenset(_CALL_FROM_ERRORS)
 RATE_LIMITED_ONCE = "+15005550428"
 RATE_LIMITED = "+15005550429"
 SERVER_ERROR = "+15005550500"

@@ -126,7 +126,7 @@ class InvalidSetting(AppError):
     problem_type = "urn:twilio-functions:problem:misconfigured"
 
     def __init__(self, key: str, expected: str) -> None:
-        self.key = key
+        self.key, self.expected = key, expected
         super().__init__(
             f"The server is misconfigured: setting {key} must be {expected}.",
             title="Server misconfigured",

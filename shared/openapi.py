@@ -13,6 +13,7 @@ from shared import twiml
 from shared.broadcasts import MAX_PAGE
 from shared.idempotency import KEY_HEADER, MAX_KEY_LENGTH
 from shared.settings import Settings
+from shared.voices import ACCEPTED_VOICES
 
 PROBLEM = "application/problem+json"
 Security = list[dict[str, list[str]]]
@@ -118,7 +119,7 @@ def _twiml(method: str) -> dict[str, Any]:
             {"type": "string", "maxLength": twiml.MAX_SAY_CHARACTERS},
             "Spoken text, or an http(s) URL to play",
         ),
-        _query("voice", {"type": "string"}, "man, woman, alice, Polly.<Name> or Google.<name>"),
+        _query("voice", {"type": "string"}, ACCEPTED_VOICES),
         _query("language", {"type": "string"}, "A language tag such as en-US"),
         _query("loop", {"type": "string", "pattern": "^[0-9]+$"}, f"1 to {twiml.MAX_LOOP}"),
     ]

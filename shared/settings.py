@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from shared.errors import InvalidSetting, MissingSetting
 from shared.phone import NUMBER_TYPES
 from shared.urls import is_hostname
+from shared.voices import ACCEPTED_VOICES, is_voice
 
 TwilioMode = Literal["live", "sandbox", "missing"]
 StoreKind = Literal["table", "memory", "missing"]
@@ -48,12 +49,19 @@ _NUMBER_PREFIX = re.compile(r"\+[0-9]{1,15}")
 # Destinations that cost no more than a normal message or call; premium-rate, shared-cost,
 # UAN, personal and toll-free numbers can bill the sender extra or feed SMS pumping.
 DEFAULT_NUMBER_TYPES = ("mobile", "fixed-line", "fixed-line-or-mobile")
-# Azurite's documented, public development account (what UseDevelopmentStorage=true means).
-DEVELOPMENT_STORAGE = (
-    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
-)
+
+
+def development_storage(table_port: int = 10002) -> str:
+    """Azurite's documented, public development account, its table service on `table_port`
+    (the default port is what UseDevelopmentStorage=true means)."""
+    return (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+        f"TableEndpoint=http://127.0.0.1:{table_port}/devstoreaccount1;"
+    )
+
+
+DEVELOPMENT_STORAGE = development_storage()
 
 
 @dataclass(frozen=True)
@@ -215,7 +223,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         validate_signatures=_validate_signatures(env, local or twilio_api_base_url is not None),
         local_development=local,
         twiml_default_message=env.get("TWIML_DEFAULT_MESSAGE") or Settings.twiml_default_message,
-        twiml_default_voice=env.get("TWIML_DEFAULT_VOICE") or Settings.twiml_default_voice,
+        twiml_default_voice=_voice(env, "TWIML_DEFAULT_VOICE") or Settings.twiml_default_voice,
         rate_limit_retries=int(env.number("TWILIO_RATE_LIMIT_RETRIES", 2, low=0, high=5)),
         rate_limit_backoff=env.number("TWILIO_RATE_LIMIT_BACKOFF_SECONDS", 1.0, low=0, high=30),
         # The worker's sync thread pool size (its documented default unless overridden):
@@ -297,6 +305,13 @@ def _number_prefixes(env: _Env, key: str) -> tuple[str, ...]:
     if any(not _NUMBER_PREFIX.fullmatch(p) for p in prefixes):
         raise InvalidSetting(key, "a comma list of E.164 prefixes such as +1500555")
     return prefixes
+
+
+def _voice(env: _Env, key: str) -> str | None:
+    value = env.get(key)
+    if value is not None and not is_voice(value):
+        raise InvalidSetting(key, ACCEPTED_VOICES)
+    return value
 
 
 def _hostnames(env: _Env, key: str) -> tuple[str, ...]:

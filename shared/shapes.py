@@ -19,6 +19,7 @@ from msgspec import Meta
 
 from shared.twiml import MAX_SAY_CHARACTERS
 from shared.urls import MAX_URL_LENGTH
+from shared.voices import ACCEPTED_VOICES
 
 MAX_BODY_CHARACTERS = 1600  # Twilio's limit for one message body
 MAX_MEDIA = 10  # Twilio's limit of media per MMS
@@ -63,10 +64,7 @@ class MakeCallRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         ]
         | None
     ) = None
-    voice: (
-        Annotated[str, Meta(max_length=80, description="man, woman, Polly.<Name> or Google.<name>")]
-        | None
-    ) = None
+    voice: Annotated[str, Meta(max_length=80, description=ACCEPTED_VOICES)] | None = None
     language: (
         Annotated[str, Meta(max_length=35, description="A language tag such as en-US")] | None
     ) = None

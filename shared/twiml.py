@@ -16,12 +16,11 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from shared.urls import parse_public_url
 from shared.validation import Errors
+from shared.voices import ACCEPTED_VOICES, is_voice
 
 MAX_SAY_CHARACTERS = 4096  # Twilio's limit for the text of one <Say>
 MAX_SEGMENTS = 20
 MAX_LOOP = 10
-_BASIC_VOICES = frozenset({"man", "woman", "alice"})
-_NAMED_VOICE = re.compile(r"(Polly|Google)\.[A-Za-z0-9_.-]{1,64}")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}")
 _INDEXED_MESSAGE = re.compile(r"Message\[([0-9]{1,2})\]")
 _LOOP = re.compile(r"[0-9]{1,2}")  # ASCII digits: str.isdigit() also takes "²"
@@ -43,8 +42,8 @@ class Speech:
 
 
 def check_voice_options(reader: Errors, voice: str | None, language: str | None) -> None:
-    if voice is not None and voice not in _BASIC_VOICES and not _NAMED_VOICE.fullmatch(voice):
-        reader.error("voice", "must be man, woman, alice, Polly.<Name> or Google.<name>")
+    if voice is not None and not is_voice(voice):
+        reader.error("voice", f"must be {ACCEPTED_VOICES}")
     if language is not None and not _LANGUAGE.fullmatch(language):
         reader.error("language", "must be a language tag such as en-US")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -100,3 +102,18 @@ def test_a_refusal_is_shown(browser: WebDriver, devhost: DevHost) -> None:
         expected_conditions.text_to_be_present_in_element((By.ID, "sms-result"), "422")
     )
     assert "Invalid 'to' phone number" in browser.find_element(By.ID, "sms-result").text
+
+
+def test_every_voice_the_console_offers_is_one_the_app_takes(devhost: DevHost) -> None:
+    page = (ROOT / "devhost" / "console" / "index.html").read_text()
+    voices = re.findall(r"<option>([^<]*)</option>", page)
+    answers = [
+        requests.post(
+            f"{devhost.url}/api/MakeCall", json={"to": "+14155550162", "voice": voice}, timeout=10
+        ).status_code
+        for voice in voices
+    ]
+    assert (voices, answers) == (
+        ["woman", "man", "Polly.Joanna", "Google.en-US-Standard-C"],
+        [201, 201, 201, 201],
+    )

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,10 +14,20 @@ import requests
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from devhost.__main__ import load_local_settings, sandbox_config
+from devhost.__main__ import azurite_if, load_local_settings, sandbox_config, sandbox_settings
 from devhost.host import _decoded_path, compile_route, from_rpc_http, to_rpc_http
 from devhost.rpc import messages as rpc
-from tests.conftest import VALID_TO, DevHost, start_devhost
+from shared.settings import development_storage
+from tests.conftest import (
+    ACCOUNT_SID,
+    APP_SETTING_KEYS,
+    AUTH_TOKEN,
+    ROOT,
+    VALID_TO,
+    DevHost,
+    free_port,
+    start_devhost,
+)
 
 
 def test_health_in_sandbox_mode(devhost: DevHost) -> None:
@@ -129,6 +142,140 @@ def test_sandbox_mode_owns_the_configured_senders() -> None:
         "+15005550006",
     )
     assert bare.reach_internet is True
+
+
+def test_sandbox_mode_defaults_only_what_the_user_left_unset() -> None:
+    account = {
+        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "TWILIO_AUTH_TOKEN": "t0ken",
+        "TWILIO_API_BASE_URL": "http://127.0.0.1:7072",
+        "TWILIO_API_KEY_SID": "",
+        "TWILIO_API_KEY_SECRET": "",
+    }
+    assert sandbox_settings({}, "t0ken", "http://127.0.0.1:7072") == {
+        **account,
+        "TWILIO_FROM_NUMBER": "+15005550006",
+        "NUMBER_TYPE_EXCEPTIONS": "+1500555",
+        "TWILIO_ALLOWED_SENDERS": "+15005550006,+15005550001,+15005550007,+15005550008",
+        "LIMIT_PER_DESTINATION": "100/hour",
+        "LIMIT_PER_CALLER": "1000/hour",
+        "LIMIT_GLOBAL": "10000/day",
+    }
+    user = {
+        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,  # --sandbox with credentials: replaced
+        "TWILIO_API_KEY_SID": "SK" + "1" * 32,
+        "TWILIO_FROM_NUMBER": "+14155550123",
+        "NUMBER_TYPE_EXCEPTIONS": "+1500",
+        "TWILIO_ALLOWED_SENDERS": "+14155550124",
+        "LIMIT_PER_DESTINATION": "5/hour",
+        "LIMIT_PER_CALLER": "off",
+        "LIMIT_GLOBAL": " ",  # empty counts as unset
+    }
+    assert sandbox_settings(user, "t0ken", "http://127.0.0.1:7072") == {
+        **account,
+        "LIMIT_GLOBAL": "10000/day",
+    }
+
+
+def test_the_sandbox_never_owns_twilios_magic_senders() -> None:
+    config = sandbox_config(
+        "token",
+        False,
+        {
+            "TWILIO_FROM_NUMBER": "+15005550008",
+            "TWILIO_ALLOWED_SENDERS": "+15005550006,+15005550001,+15005550007,+14155550124",
+        },
+    )
+    assert (config.owned_numbers, config.service_sender) == (
+        frozenset({"+15005550006", "+14155550124"}),
+        "+15005550008",
+    )
+
+
+def test_sandbox_mode_answers_the_examples_again_and_again(devhost: DevHost) -> None:
+    # The app's default limit is 5 an hour per destination; sandbox mode's is looser.
+    answers = [
+        requests.post(
+            f"{devhost.url}/api/SendSms",
+            json={"to": "+14155550160", "body": f"try {i}"},
+            timeout=10,
+        ).status_code
+        for i in range(8)
+    ]
+    assert answers == [201] * 8
+
+
+@pytest.mark.parametrize(
+    ("route", "sender", "status", "code"),
+    [
+        ("SendSms", "+15005550006", 201, None),
+        ("SendSms", "+15005550001", 500, 21212),
+        ("SendSms", "+15005550007", 500, 21606),
+        ("SendSms", "+15005550008", 503, 21611),
+        ("MakeCall", "+15005550006", 201, None),
+        ("MakeCall", "+15005550001", 500, 21212),
+        ("MakeCall", "+15005550007", 500, 21210),
+    ],
+)
+def test_sandbox_mode_lets_the_documented_test_senders_reach_the_sandbox(
+    devhost: DevHost, route: str, sender: str, status: int, code: int | None
+) -> None:
+    # The README offers these as `from`: the app's policy must not refuse them first (403).
+    payload = {"to": "+14155550161", "from": sender, "body": "x", "message": "x"}
+    if route == "MakeCall":
+        del payload["body"]
+    else:
+        del payload["message"]
+    response = requests.post(f"{devhost.url}/api/{route}", json=payload, timeout=10)
+    assert (response.status_code, response.json().get("twilioCode")) == (status, code)
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [{}, {"TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN}],
+    ids=["sandbox", "live"],
+)
+def test_bad_settings_stop_the_host_with_one_line_naming_them(
+    tmp_path: Path, credentials: dict[str, str]
+) -> None:
+    settings = tmp_path / "local.settings.json"
+    settings.write_text(json.dumps({"Values": {**credentials, "LIMIT_GLOBAL": "banana"}}))
+    env = {k: v for k, v in os.environ.items() if k not in APP_SETTING_KEYS}
+    result = subprocess.run(
+        [sys.executable, "-m", "devhost", "--port", "0", "--sandbox-port", "0",
+         "--settings", str(settings)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1,
+        "",
+        "devhost: cannot start: setting LIMIT_GLOBAL must be N/second, N/minute, N/hour, N/day "
+        "or off (in local.settings.json or the environment).\n",
+    )
+
+
+def test_azurite_on_the_port_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATE_STORE_CONNECTION", "UseDevelopmentStorage=true")
+    port = free_port()
+    with azurite_if(port, tmp_path):
+        assert os.environ["STATE_STORE_CONNECTION"] == development_storage(port)
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+    with socket.socket() as probe:  # stopped with us
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_azurite_on_a_taken_port_is_refused(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as exited, azurite_if(port, tmp_path):
+            pass
+    assert exited.value.code == (
+        f"devhost: 127.0.0.1:{port} is taken (another Azurite?); pick another port with "
+        "`make run AZURITE=1 AZURITE_PORT=…`."
+    )
 
 
 def test_sandbox_mode_sends_from_every_configured_sender() -> None:

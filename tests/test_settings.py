@@ -84,6 +84,8 @@ def test_lists_and_flags_are_parsed() -> None:
         ("TWILIO_ALLOWED_SENDERS", "+04155550199"),
         ("TWILIO_ALLOWED_SENDERS", "+1415555019912345"),
         ("TWILIO_ALLOWED_SENDERS", "alice"),
+        ("TWIML_DEFAULT_VOICE", "alice"),
+        ("TWIML_DEFAULT_VOICE", "robot"),
     ],
 )
 def test_invalid_values_name_their_key_but_not_the_value(key: str, value: str) -> None:
