@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-SECTIONS = ("cold", "overhead", "connections", "broadcast")
+SECTIONS = ("cold", "overhead", "connections", "broadcast", "state")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +50,10 @@ def _run(section: str) -> Any:
         from bench import broadcast_scale
 
         return broadcast_scale.run()
+    if section == "state":
+        from bench import state_path
+
+        return state_path.run()
     if section == "cold":
         from bench import cold_start
         from bench.stand_ins import ACCOUNT_SID, AUTH_TOKEN

@@ -10,6 +10,11 @@ TARGETS = {
     "overhead": 1.5,  # per request ÷ floor, at most
     "throughput": 0.8,  # of ideal, at least
     "connections": 32,  # opened under 32 threads, at most
+    "store_requests": 6,  # per SendSms, at most (issue 14)
+    "store_sequential": 4,  # store round trips one after another per SendSms, at most
+    "callback_requests": 1,  # per status callback: one conditional write
+    "round_trips": 4,  # added latency ÷ one store round trip, at most
+    "unavailable": 0,  # 503s under 400 concurrent sends from 2 processes
 }
 _PLATFORM_PREFIXES = (
     "azure.functions",
@@ -42,6 +47,8 @@ def render(
         lines += _concurrency(results["connections"]["concurrency"])
     if "broadcast" in results:
         lines += _broadcast(results["broadcast"])
+    if "state" in results:
+        lines += _state(results["state"])
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -221,5 +228,87 @@ def _broadcast(result: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
         "",
         "Growth of replay work: " + "; ".join(growth) + ". Ours grows linearly; the flat",
         "fan-out quadratically (each wave of results replays the whole, growing history).",
+        "",
+    ]
+
+
+def _state(state: dict[str, Any]) -> list[str]:
+    send, callback = state["send"], state["callback"]
+    latency, load = state["latency"], state["load"]
+    counts_ok = (
+        send["median"] <= TARGETS["store_requests"]
+        and send["sequential_median"] <= TARGETS["store_sequential"]
+    )
+    callback_ok = callback["median"] <= TARGETS["callback_requests"]
+    ratio = latency["round_trips"]
+    on, off = load["on"], load["off"]
+    rows = [
+        f"| {name} | {t['samples']} | {t['median']:g} ({t['min']}–{t['max']}) "
+        f"| {t['sequential_median']:g} ({t['sequential_max']}) | {t['conflicts']} |"
+        for name, t in (("SendSms", send), ("status callback", callback))
+    ]
+    load_rows = [
+        f"| {name} | {r['sends_per_second']:.1f} | {r['sends_per_second'] / off['sends_per_second']:.2f} "
+        f"| {', '.join(f'{s:.1f}' for s in r['seconds'])} | {r['created']} | {r['unavailable']} "
+        f"| {r['other_failures']} | {r['twilio_creates']} | {r['store_requests_per_send']:.1f} "
+        f"| {r['conflicts']} |"
+        for name, r in (
+            ("Table Storage (Azurite), shared", on),
+            ("memory, each process its own (the ceiling)", off),
+        )
+    ]
+    refusals = "; ".join(f"{n} × {what}" for what, n in on["refusals"].items()) or "none"
+    return [
+        "## 6. State path",
+        "",
+        "Through the app's HTTP routes only, over loopback: Azurite's table service (in memory);",
+        "a proxy in front of it that counts, times and can delay every request",
+        "(`bench/store_proxy.py`; a `$batch` is one request, a 409 or 412 answer a conflict);",
+        "an HTTPS Twilio stand-in answering each create at once; devhost processes (the worker",
+        f"Azure runs, {state['worker_threads']} threads each) whose `STATE_STORE_CONNECTION` is the proxy.",
+        "Every SendSms has a new `Idempotency-Key` and recipient; the per-caller, per-destination",
+        f"and global limits are all on, finite and high enough to refuse nothing. Section time: {state['seconds']:.0f} s.",
+        "",
+        "**(a) Store requests per request**, warm (tables exist, clients built), counted at the",
+        "proxy. Sequential round trips: the longest chain of requests each starting after the",
+        "previous one ended (requests whose lifetimes overlap ran concurrently).",
+        "",
+        "| request | samples | store requests, median (min–max) | sequential, median (max) | conflicts |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+        f"Targets: SendSms ≤ {TARGETS['store_requests']} requests, ≤ {TARGETS['store_sequential']} sequential: "
+        f"{_mark(counts_ok)}; a status callback one conditional write: {_mark(callback_ok)}.",
+        f"A typical SendSms, in order: {' → '.join(send['typical'])}.",
+        f"A typical status callback: {' → '.join(callback['typical'])}.",
+        "",
+        "**(b) Store round trips on the critical path.** Sequential SendSms on one process,",
+        f"interleaved (undelayed, delayed, delayed, undelayed; {latency['samples']} of each): the proxy",
+        f"sleeps {latency['nominal_delay_ms']:.0f} ms before passing each store request on "
+        f"(it really slept {latency['actual_delay_ms']:.1f} ms, the median).",
+        f"An undelayed store request takes {latency['store_ms']:.1f} ms at the proxy (Azurite's own time and the proxy's).",
+        "",
+        "| store | median SendSms ms | store requests per SendSms |",
+        "| --- | ---: | ---: |",
+        f"| undelayed | {latency['plain_ms']:.0f} | {latency['requests_plain']:g} |",
+        f"| every request delayed | {latency['delayed_ms']:.0f} | {latency['requests_delayed']:g} |",
+        "",
+        f"(delayed − undelayed) ÷ the delay slept = **{ratio:.1f}** store round trips on the critical",
+        f"path; target ≤ {TARGETS['round_trips']}: {_mark(ratio <= TARGETS['round_trips'])}. It can sit a little above the",
+        "sequential count of (a): on a busy machine a thread that waited also waits to be run again.",
+        "",
+        f"**(c) {on['bursts']} bursts of {state['load_size']} concurrent SendSms** from a load generator over two app",
+        f"processes (alternately), at most {state['per_process']} in flight to each, from {state['callers']} callers (function",
+        "keys), beside the same load on two processes keeping state in memory (no store requests",
+        "at all: the ceiling). Bursts alternate state on and off.",
+        "",
+        "| state | sends/s (median) | ÷ ceiling | seconds per burst | 2xx | 503 | other non-2xx "
+        "| Twilio creates | store requests / send | conflicts (409/412) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *load_rows,
+        "",
+        f"Target: {TARGETS['unavailable']} 503s with the shared store: {on['unavailable']}, "
+        f"{_mark(on['unavailable'] <= TARGETS['unavailable'])}. Refusals with the store: {refusals}.",
+        f"Conflicts per burst: {', '.join(str(c) for c in on['conflicts_per_burst'])}.",
         "",
     ]
