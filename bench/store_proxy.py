@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -43,10 +44,13 @@ class Exchange:
     start: float  # the request's head arrived
     end: float  # the upstream answer was read in full (before it is passed on)
     delayed: float  # seconds actually slept before going upstream
+    # A `$batch` answers 202 even when its changeset failed: the failing operation's
+    # status is inside the multipart body (0: none failed, or not a batch).
+    inner: int = 0
 
     @property
     def conflict(self) -> bool:
-        return self.status in CONFLICTS
+        return self.status in CONFLICTS or self.inner in CONFLICTS
 
 
 def connection_string(endpoint: str) -> str:
@@ -162,8 +166,9 @@ class _Proxy:
                 path = target.split("?", 1)[0]
                 # Recorded before the answer goes back: whoever reads the count after
                 # the app answered its own caller sees this exchange.
+                inner = _batch_failure(answer) if path.endswith("$batch") else 0
                 self.exchanges.append(
-                    Exchange(method, path, status, start, time.monotonic(), delayed)
+                    Exchange(method, path, status, start, time.monotonic(), delayed, inner)
                 )
                 writer.write(answer)
                 await writer.drain()
@@ -216,6 +221,19 @@ class _Proxy:
                 body = await up_reader.read()
             return upstream, head + body, status, closing
         raise AssertionError("unreachable")
+
+
+_INNER_STATUS = re.compile(rb"\r\nHTTP/1\.1 (\d{3}) ")
+
+
+def _batch_failure(answer: bytes) -> int:
+    """The status of the operation that failed a `$batch` (0 if none did): a failed
+    changeset answers with that one operation's response, 4xx or 5xx."""
+    for match in _INNER_STATUS.finditer(answer):
+        status = int(match.group(1))
+        if status >= 400:
+            return status
+    return 0
 
 
 def _no_delay(writer: asyncio.StreamWriter) -> None:

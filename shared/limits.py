@@ -10,12 +10,12 @@ boundary), at the price of waiting up to one slot longer than strictly needed.
 A request is charged against every limit that applies or against none, in one atomic
 write after one read: a refused request spends nobody's quota.
 
-Each limit counts in up to SHARDS rows, so that concurrent requests from many instances
-write different rows instead of queueing on one: every request reads all of a limit's
-rows and adds to one of them, picked at random. Requests racing from the same reading may
-each add to a different row, so at most limit + shards - 1 pass; a limit below 200 uses
-one row and is exact, a larger one uses one row per 100 of its count, up to SHARDS, and
-overshoots by under 1 %.
+Each limit counts in up to COUNTER_SHARDS rows, so that concurrent requests from many
+instances write different rows instead of queueing on one: every request reads all of a
+limit's rows and adds to one of them, picked at random. Requests racing from the same
+reading may each add to a different row, so at most limit + shards - 1 pass; a limit
+below 200 uses one row and is exact, a larger one one row per 100 of its count, up to
+COUNTER_SHARDS, and overshoots by under 1 %.
 """
 
 from __future__ import annotations
@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from shared import parallel
 from shared.errors import AppError
 from shared.settings import Limit, Settings
-from shared.store import Slots, Store, StoreUnavailable
+from shared.store import COUNTER_SHARDS, Shards, Slots, Store, StoreUnavailable
 
 SLOTS = 60
-SHARDS = 8
 OPTED_OUT_CODE = 21610  # Twilio's "recipient replied STOP"
 _TOO_MANY = "urn:twilio-functions:problem:rate-limited"
 
@@ -42,15 +41,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Rule:
-    """One limit as it applies to one request: its name in a 429, and its counter's rows."""
+    """One limit as it applies to one request: its name in a 429, and its counter."""
 
     name: str
     limit: Limit
-    rows: tuple[str, ...]
+    counter: str
 
     @property
     def shards(self) -> int:
-        return max(1, min(SHARDS, self.limit.count // 100))
+        """How many of the counter's rows this limit writes to (it reads them all)."""
+        return max(1, min(COUNTER_SHARDS, self.limit.count // 100))
 
 
 def check_before_send(
@@ -110,7 +110,7 @@ def rules(settings: Settings, *, caller: str | None, destination: str | None) ->
             ("destination", f"destination:{destination}", settings.limit_per_destination)
         )
     return [
-        Rule(name, limit, counter_rows(counter, limit))
+        Rule(name, limit, counter_name(counter, limit))
         for name, counter, limit in applying
         if limit is not None
     ]
@@ -134,35 +134,34 @@ def enforce_limits(
         return
     full: list[tuple[Rule, float | None]] = []
 
-    def charge(current: Mapping[str, Slots]) -> dict[str, Slots] | None:
+    def charge(current: Mapping[str, Shards]) -> dict[tuple[str, int], Slots] | None:
         full.clear()
         if refuse is not None and refuse():
             return None
-        updates: dict[str, Slots] = {}
+        updates: dict[tuple[str, int], Slots] = {}
         for rule in applying:
-            live = [_live(current[row], rule.limit, now) for row in rule.rows]
+            live = [_live(slots, rule.limit, now) for slots in current[rule.counter]]
             counted = _merged(live)
             if sum(counted.values()) + amount > rule.limit.count:
                 full.append((rule, _retry_after(counted, rule.limit, now, amount)))
                 return None
             pick = random.randrange(rule.shards)  # a fresh pick on every try: losers move
             slot = int(now // (rule.limit.window_seconds / SLOTS))
-            updates[rule.rows[pick]] = {**live[pick], slot: live[pick].get(slot, 0) + amount}
+            updates[(rule.counter, pick)] = {**live[pick], slot: live[pick].get(slot, 0) + amount}
         return updates
 
-    store.update_counters([row for rule in applying for row in rule.rows], charge)
+    store.update_counters([rule.counter for rule in applying], charge)
     if full:
         rule, retry_after = full[0]
         raise _limited(rule.name, rule.limit, retry_after, amount)
 
 
-def counter_rows(counter: str, limit: Limit) -> tuple[str, ...]:
-    """A counter's rows, stored under a digest (no phone number or caller id in the
-    store) that includes the window: slots of another window length mean other times.
-    Every request reads SHARDS rows whatever the count, so a changed count keeps what
-    was counted."""
-    digest = hashlib.sha256(f"{counter}|{limit.window_seconds}".encode()).hexdigest()
-    return tuple(f"{digest}-{shard}" for shard in range(SHARDS))
+def counter_name(counter: str, limit: Limit) -> str:
+    """A counter's name in the store: a digest (no phone number or caller id in the
+    store) that includes the window, since slots of another window length mean other
+    times. Not the count: every request reads all the rows, so a changed count keeps
+    what was counted."""
+    return hashlib.sha256(f"{counter}|{limit.window_seconds}".encode()).hexdigest()
 
 
 def _merged(shards: list[dict[int, int]]) -> dict[int, int]:

@@ -8,7 +8,14 @@ from typing import Any
 
 from shared import clock
 from shared.delivery_status import Created, Delivery, Kind, StatusEvent, fold
-from shared.store import BroadcastRecord, IdempotencyRecord, Slots, Versioned
+from shared.store import (
+    COUNTER_SHARDS,
+    BroadcastRecord,
+    IdempotencyRecord,
+    Shards,
+    Slots,
+    Versioned,
+)
 
 
 class MemoryStore:
@@ -20,7 +27,7 @@ class MemoryStore:
         self._events: dict[tuple[str, str], dict[str, StatusEvent]] = {}
         self._keys: dict[tuple[str, str], IdempotencyRecord] = {}
         self._versions: dict[tuple[str, str], int] = {}
-        self._counters: dict[str, Slots] = {}
+        self._counters: dict[tuple[str, int], Slots] = {}
         # When each delivery and counter was last written (clock time), as the table keeps it.
         self._written: dict[tuple[str, str], float] = {}
         self._opt_outs: set[str] = set()
@@ -76,13 +83,16 @@ class MemoryStore:
     def update_counters(
         self,
         counters: Sequence[str],
-        change: Callable[[Mapping[str, Slots]], Mapping[str, Slots] | None],
+        change: Callable[[Mapping[str, Shards]], Mapping[tuple[str, int], Slots] | None],
     ) -> None:
         with self._lock:
-            updates = change({c: dict(self._counters.get(c, {})) for c in counters})
-            for counter, slots in (updates or {}).items():
-                self._counters[counter] = dict(slots)
-                self._written[("counter", counter)] = clock.now()
+            current = {
+                c: tuple(dict(self._counters.get((c, s), {})) for s in range(COUNTER_SHARDS))
+                for c in counters
+            }
+            for row, slots in (change(current) or {}).items():
+                self._counters[row] = dict(slots)
+                self._written[("counter", f"{row[0]}-{row[1]}")] = clock.now()
 
     def add_opt_out(self, number: str) -> None:
         with self._opt_out_lock:
@@ -101,9 +111,13 @@ class MemoryStore:
 
     def purge_counters(self, idle_since: float) -> int:
         with self._lock:
-            idle = [c for c in self._counters if self._written[("counter", c)] < idle_since]
-            for counter in idle:
-                del self._counters[counter], self._written[("counter", counter)]
+            idle = [
+                (row, f"{row[0]}-{row[1]}")
+                for row in self._counters
+                if self._written[("counter", f"{row[0]}-{row[1]}")] < idle_since
+            ]
+            for row, name in idle:
+                del self._counters[row], self._written[("counter", name)]
             return len(idle)
 
     def purge_deliveries(self, unchanged_since: float) -> int:

@@ -52,6 +52,7 @@ def _store_for(settings: Settings) -> Store:
     if target is None:
         logger.warning("No storage configured: using the in-memory store (one process only)")
         return MemoryStore()
+    from shared.parallel import POOL_THREADS
     from shared.table_store import TableStore  # azure-data-tables only where it is used
 
     return TableStore(
@@ -60,4 +61,5 @@ def _store_for(settings: Settings) -> Store:
         connect_timeout=settings.store_connect_timeout,
         read_timeout=settings.store_read_timeout,
         cooldown=settings.store_cooldown,
+        connections=settings.worker_threads + POOL_THREADS,
     )

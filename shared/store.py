@@ -17,6 +17,10 @@ from shared.delivery_status import Delivery, Kind, StatusEvent
 from shared.errors import ServiceUnavailable
 
 Slots = dict[int, int]  # a sliding-window counter: slot number -> amount counted in it
+# Each counter is kept in this many rows (shards), read together: concurrent writers add to
+# different ones instead of queueing on one. limits.py decides how many a limit writes to.
+COUNTER_SHARDS = 16
+Shards = tuple[Slots, ...]  # a counter's rows, by shard number (COUNTER_SHARDS of them)
 
 
 class StoreUnavailable(ServiceUnavailable):
@@ -127,12 +131,12 @@ class Store(Protocol):
     def update_counters(
         self,
         counters: Sequence[str],
-        change: Callable[[Mapping[str, Slots]], Mapping[str, Slots] | None],
+        change: Callable[[Mapping[str, Shards]], Mapping[tuple[str, int], Slots] | None],
     ) -> None:
-        """Apply `change` to these counters' slots (a missing counter reads as empty) as
-        one atomic write: all of them change or none. `change` returns the counters to
-        write (None: none); it may run more than once (on a lost race), and may wait on
-        is_opted_out, which must therefore not wait on this."""
+        """Read these counters' shards (a missing one reads as empty) in one request and
+        write what `change` returns, by (counter, shard number), as one atomic write: all
+        of them change or none (None: nothing to write). `change` may run more than once
+        (on a lost race), and may wait on is_opted_out, which must not wait on this."""
         ...
 
     def add_opt_out(self, number: str) -> None: ...

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
+import requests
 from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
@@ -28,21 +29,26 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import (
     TableClient,
     TableServiceClient,
     TableTransactionError,
     UpdateMode,
 )
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from shared import clock
 from shared.delivery_status import Created as DeliveryCreated
 from shared.delivery_status import Delivery, Kind, StatusEvent, fold
 from shared.settings import StoreIdentity
 from shared.store import (
+    COUNTER_SHARDS,
     Attempt,
     BroadcastRecord,
     IdempotencyRecord,
+    Shards,
     Slots,
     StoredResponse,
     StoreUnavailable,
@@ -94,10 +100,14 @@ def _available[**P, T](method: Callable[P, T]) -> Callable[P, T]:
 
 
 class Breaker:
-    """Open for `cooldown` seconds after a failure; then one call at a time may try."""
+    """Open for `cooldown` seconds after `threshold` failures in a row (a store that hangs
+    fails every call; one that is merely slow under load succeeds in between, and a slow
+    answer must not turn every other request into a 503); then one call at a time may try."""
 
-    def __init__(self, cooldown: float) -> None:
+    def __init__(self, cooldown: float, threshold: int = 3) -> None:
         self._cooldown = cooldown
+        self._threshold = threshold
+        self._failures = 0
         self._open_until = 0.0
         self._lock = threading.Lock()
 
@@ -111,10 +121,13 @@ class Breaker:
 
     def failed(self) -> None:
         with self._lock:
-            self._open_until = time.monotonic() + self._cooldown
+            self._failures += 1
+            if self._failures >= self._threshold:
+                self._open_until = time.monotonic() + self._cooldown
 
     def succeeded(self) -> None:
         with self._lock:
+            self._failures = 0
             self._open_until = 0.0
 
 
@@ -127,21 +140,41 @@ class TableStore:
         connect_timeout: float = 2.0,
         read_timeout: float = 3.0,
         cooldown: float = 5.0,
+        connections: int = 10,
     ) -> None:
         """`target`: a connection string (shared key; Azurite), or an endpoint reached
-        with an Entra token (the app's managed identity)."""
+        with an Entra token (the app's managed identity). `connections`: as many as
+        threads may use the store at once (the worker's and shared/parallel.py's)."""
         # Fail fast and without retries of our client's own: a request waiting on a
         # dead store only holds a worker thread, and the caller retries anyway. The token
         # request of an identity gets the same bounds; a failed one opens the breaker too.
         limits: dict[str, Any] = {
             "retry_total": 0, "connection_timeout": connect_timeout, "read_timeout": read_timeout,
         }  # fmt: skip
+        # One pool for every table, kept open: requests' default keeps 10 connections, and
+        # each thread beyond that opened (on Azure: a TLS handshake) and dropped its own.
+        session = requests.Session()
+        adapter = HTTPAdapter(
+            pool_connections=1, pool_maxsize=connections,
+            max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+        )  # fmt: skip
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        # A transport made here takes the timeouts itself: the client's own keywords
+        # only reach a transport the client makes (else requests wait 300 s).
+        transport = RequestsTransport(
+            session=session, session_owner=False,
+            connection_timeout=connect_timeout, read_timeout=read_timeout,
+        )  # fmt: skip
         if isinstance(target, str):
-            self._service = TableServiceClient.from_connection_string(target, **limits)
+            self._service = TableServiceClient.from_connection_string(
+                target, transport=transport, **limits
+            )
         else:
             self._service = TableServiceClient(
-                target.endpoint, credential=identity_credential(target, **limits), **limits
-            )
+                target.endpoint, credential=identity_credential(target, **limits),
+                transport=transport, **limits,
+            )  # fmt: skip
         self._prefix = prefix
         self._tables: dict[str, TableClient] = {}
         self._lock = threading.Lock()
@@ -240,41 +273,51 @@ class TableStore:
     def update_counters(
         self,
         counters: Sequence[str],
-        change: Callable[[Mapping[str, Slots]], Mapping[str, Slots] | None],
+        change: Callable[[Mapping[str, Shards]], Mapping[tuple[str, int], Slots] | None],
     ) -> None:
         table = self._table("Counters")
-        rows = {counter: _safe(counter) for counter in counters}
-        match = " or ".join(f"RowKey eq @r{i}" for i in range(len(rows)))
-        parameters = {f"r{i}": row for i, row in enumerate(rows.values())}
+        names = {_safe(counter): counter for counter in counters}
+        # One RowKey range per counter ("name-00" … "name-15"; "." sorts right after "-"):
+        # Table Storage allows at most 15 comparisons in a filter, so rows are not listed.
+        if 1 + 2 * len(names) > 15:
+            raise ValueError("at most 7 counters are read in one query")
+        ranges = " or ".join(f"( RowKey ge @a{i} and RowKey lt @b{i} )" for i in range(len(names)))
+        parameters = {"pk": COUNTERS_PARTITION}
+        for i, name in enumerate(names):
+            parameters.update({f"a{i}": f"{name}-", f"b{i}": f"{name}."})
         for _ in range(MAX_CONFLICT_RETRIES):
-            found = {
-                entity["RowKey"]: entity
-                for entity in table.query_entities(
-                    # The SDK substitutes @names between spaces only: "( … )", not "(…)".
-                    f"PartitionKey eq '{COUNTERS_PARTITION}' and ( {match} )",
-                    parameters=parameters,
-                )
-            }
+            found: dict[tuple[str, int], Any] = {}
+            # The SDK substitutes @names between spaces only: "( … )", not "(…)".
+            for stored in table.query_entities(
+                f"PartitionKey eq @pk and ( {ranges} )", parameters=parameters
+            ):
+                name, _, shard = stored["RowKey"].rpartition("-")
+                if name in names and len(shard) == 2 and shard.isdigit():
+                    found[(names[name], int(shard))] = stored
             current = {
-                counter: _slots(found[row]) if row in found else {} for counter, row in rows.items()
+                counter: tuple(
+                    _slots(found[(counter, shard)]) if (counter, shard) in found else {}
+                    for shard in range(COUNTER_SHARDS)
+                )
+                for counter in counters
             }
             updates = change(current)
             if not updates:
                 return
             operations: list[Any] = []
-            for counter, slots in updates.items():
-                row = rows[counter]
-                entity = {
-                    "PartitionKey": COUNTERS_PARTITION, "RowKey": row,
+            for (counter, shard), slots in updates.items():
+                row = {
+                    "PartitionKey": COUNTERS_PARTITION, "RowKey": f"{_safe(counter)}-{shard:02d}",
                     "slots": json.dumps(slots), "updated_at": clock.now(),
                 }  # fmt: skip
-                if row in found:
-                    operations.append(("update", entity, {
-                        "mode": UpdateMode.REPLACE, "etag": found[row].metadata["etag"],
+                read = found.get((counter, shard))
+                if read is not None:
+                    operations.append(("update", row, {
+                        "mode": UpdateMode.REPLACE, "etag": read.metadata["etag"],
                         "match_condition": MatchConditions.IfNotModified,
                     }))  # fmt: skip
                 else:
-                    operations.append(("create", entity))
+                    operations.append(("create", row))
             try:
                 table.submit_transaction(operations)
                 return

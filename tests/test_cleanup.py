@@ -11,7 +11,7 @@ from shared import cleanup, limits
 from shared.delivery_status import Created, StatusEvent
 from shared.memory_store import MemoryStore
 from shared.settings import Limit, Settings
-from shared.store import Attempt, IdempotencyRecord, Slots, Store
+from shared.store import Attempt, IdempotencyRecord, Shards, Slots, Store
 from shared.table_store import TableStore
 from tests.conftest import Azurite, FakeClock, table_prefix
 
@@ -43,14 +43,14 @@ def key_exists(store: Store, key: str) -> bool:
     return store.update_key("scope", key, lambda current: None).record is not None
 
 
-def counter(store: Store, *rows: str) -> Slots:
-    """The slots of these rows (a counter's shards), added up."""
+def counter(store: Store, name: str) -> Slots:
+    """The slots of a counter's shards, added up."""
     seen: list[Slots] = []
 
-    def look(current: Mapping[str, Slots]) -> None:
-        seen.append(limits._merged([dict(current[row]) for row in rows]))
+    def look(current: Mapping[str, Shards]) -> None:
+        seen.append(limits._merged([dict(slots) for slots in current[name]]))
 
-    store.update_counters(rows, look)
+    store.update_counters([name], look)
     return seen[0]
 
 
@@ -86,9 +86,9 @@ def test_counters_go_once_idle_for_the_longest_window_and_a_slot(
     # Charged as the app charges: the caller's, the global and the destination's rows.
     limits.enforce_limits(store, SETTINGS, caller="key:a", destination="+14155550100", now=t0)
     fake_clock.advance(10)
-    store.update_counters(["recent"], lambda current: {"recent": {7: 1}})
+    store.update_counters(["recent"], lambda current: {("recent", 0): {7: 1}})
     rows = [
-        limits.counter_rows(c, limit)
+        limits.counter_name(c, limit)
         for c, limit in (
             ("caller:key:a", Limit(30, 3600)), ("global", Limit(1000, DAY)),
             ("destination:+14155550100", Limit(5, 3600)),
@@ -96,19 +96,19 @@ def test_counters_go_once_idle_for_the_longest_window_and_a_slot(
     ]  # fmt: skip
     # An hour and a slot later the hourly rows count nothing, but the global row does.
     fake_clock.advance(3600 + 60)
-    assert limits._live(counter(store, *rows[1]), Limit(1000, DAY), fake_clock.time) != {}
+    assert limits._live(counter(store, rows[1]), Limit(1000, DAY), fake_clock.time) != {}
     assert cleanup.purge(store, SETTINGS, fake_clock.time).counters == 0
     # At exactly the lifetime a row stays; past it, it goes.
     assert cleanup.purge(store, SETTINGS, t0 + lifetime).counters == 0
     assert cleanup.purge(store, SETTINGS, t0 + lifetime + 1).counters == 3
-    assert [counter(store, *shards) for shards in rows] == [{}, {}, {}]
+    assert [counter(store, row) for row in rows] == [{}, {}, {}]
     assert counter(store, "recent") == {7: 1}
     assert cleanup.purge(store, SETTINGS, t0 + 10 + lifetime + 1).counters == 1
     # A charge after the cleanup starts a fresh row, as for a new caller.
     limits.enforce_limits(
         store, SETTINGS, caller="key:a", destination="+14155550100", now=t0 + 2 * DAY
     )
-    assert sum(counter(store, *rows[0]).values()) == 1
+    assert sum(counter(store, rows[0]).values()) == 1
 
 
 def record_delivery(store: Store, sid: str, status: str = "queued") -> None:
@@ -148,13 +148,13 @@ def test_a_counter_deleted_while_it_is_charged_is_charged_afresh(
     azurite: Azurite, fake_clock: FakeClock
 ) -> None:
     store = TableStore(azurite.connection_string, table_prefix())
-    store.update_counters(["c"], lambda current: {"c": {1: 1}})
+    store.update_counters(["c"], lambda current: {("c", 0): {1: 1}})
     raced: list[int] = []
 
-    def charge(current: Mapping[str, Slots]) -> dict[str, Slots]:
+    def charge(current: Mapping[str, Shards]) -> dict[tuple[str, int], Slots]:
         if not raced:  # the cleanup deletes the row between our read and our write
             raced.append(store.purge_counters(fake_clock.time + 1))
-        return {"c": {**current["c"], 2: 1}}
+        return {("c", 0): {**current["c"][0], 2: 1}}
 
     store.update_counters(["c"], charge)
     assert (raced, counter(store, "c")) == ([1], {2: 1})

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from shared.errors import AppError
-from shared.limits import SHARDS, SLOTS, check_before_send, enforce_limits
+from shared.limits import SLOTS, check_before_send, enforce_limits
 from shared.memory_store import MemoryStore
 from shared.settings import Settings, load_settings
 from shared.store import Store
@@ -140,7 +140,7 @@ def test_an_opted_out_recipient_is_refused_first_and_charges_nothing(store: Stor
 
 
 def test_a_sharded_limit_reads_every_shard(store: Store) -> None:
-    settings = limits(LIMIT_GLOBAL="800/hour")  # 8 rows; each charge lands on one of them
+    settings = limits(LIMIT_GLOBAL="800/hour")  # 8 shards; each charge lands on one of them
     for minute in range(8):
         enforce_limits(
             store, settings, caller="c", destination=None, now=T0 + minute * 60, amount=100
@@ -157,7 +157,7 @@ def test_a_sharded_limit_reads_every_shard(store: Store) -> None:
 def test_concurrent_requests_overshoot_a_sharded_limit_by_fewer_than_its_shards(
     store: Store,
 ) -> None:
-    settings = limits(LIMIT_GLOBAL="1000/day")  # 8 shards
+    settings = limits(LIMIT_GLOBAL="1000/day")  # 10 shards
     enforce_limits(store, settings, caller="c", destination=None, now=T0, amount=990)
 
     def one(index: int) -> bool:
@@ -169,7 +169,7 @@ def test_concurrent_requests_overshoot_a_sharded_limit_by_fewer_than_its_shards(
 
     with ThreadPoolExecutor(16) as pool:
         passed = sum(pool.map(one, range(40)))
-    assert 10 <= passed <= 10 + SHARDS - 1
+    assert 10 <= passed <= 10 + 10 - 1
     # Sequentially nothing more passes: the overshoot never grows past one race.
     assert not one(99)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -12,9 +14,11 @@ from shared import idempotency
 from shared.delivery_status import Created, Delivery, StatusEvent
 from shared.memory_store import MemoryStore
 from shared.store import (
+    COUNTER_SHARDS,
     Attempt,
     BroadcastRecord,
     IdempotencyRecord,
+    Shards,
     Slots,
     Store,
     StoredResponse,
@@ -185,24 +189,31 @@ def test_exactly_one_concurrent_claim_wins(store: Store) -> None:
 # Counters and opt-outs ----------------------------------------------------------------
 
 
-def bounded_increment(
-    cap: int, *counters: str
-) -> Callable[[Mapping[str, Slots]], dict[str, Slots] | None]:
-    """Add one to slot 0 of every counter, unless the first is at `cap`."""
+Change = Callable[[Mapping[str, Shards]], dict[tuple[str, int], Slots] | None]
 
-    def change(current: Mapping[str, Slots]) -> dict[str, Slots] | None:
-        if current[counters[0]].get(0, 0) >= cap:
+
+def bounded_increment(cap: int, *counters: str, shard: int = 0) -> Change:
+    """Add one to slot 0 of a shard of every counter, unless the first's is at `cap`."""
+
+    def change(current: Mapping[str, Shards]) -> dict[tuple[str, int], Slots] | None:
+        if current[counters[0]][shard].get(0, 0) >= cap:
             return None
-        return {c: {**current[c], 0: current[c].get(0, 0) + 1} for c in counters}
+        return {
+            (c, shard): {**current[c][shard], 0: current[c][shard].get(0, 0) + 1} for c in counters
+        }
 
     return change
 
 
-def read_counters(store: Store, *counters: str) -> dict[str, Slots]:
-    seen: list[dict[str, Slots]] = []
+def read_counters(store: Store, *counters: str) -> dict[str, dict[int, Slots]]:
+    """Each counter's shards that hold anything."""
+    seen: list[dict[str, dict[int, Slots]]] = []
 
-    def look(current: Mapping[str, Slots]) -> None:
-        seen.append({c: dict(s) for c, s in current.items()})
+    def look(current: Mapping[str, Shards]) -> None:
+        assert all(len(shards) == COUNTER_SHARDS for shards in current.values())
+        seen.append(
+            {c: {i: dict(s) for i, s in enumerate(shards) if s} for c, shards in current.items()}
+        )
 
     store.update_counters(counters, look)
     return seen[-1]
@@ -210,13 +221,21 @@ def read_counters(store: Store, *counters: str) -> dict[str, Slots]:
 
 def test_counter_updates_persist_and_none_changes_nothing(store: Store) -> None:
     assert read_counters(store, "c", "d") == {"c": {}, "d": {}}
-    store.update_counters(["c", "d"], lambda current: {"c": {5: 2, 7: 1}})
+    store.update_counters(["c", "d"], lambda current: {("c", 0): {5: 2, 7: 1}, ("c", 15): {7: 1}})
     store.update_counters(["c"], lambda current: None)
-    assert read_counters(store, "c", "d", "other") == {"c": {5: 2, 7: 1}, "d": {}, "other": {}}
+    assert read_counters(store, "c", "d", "other") == {
+        "c": {0: {5: 2, 7: 1}, 15: {7: 1}}, "d": {}, "other": {},
+    }  # fmt: skip
+
+
+def test_counters_whose_names_prefix_each_other_stay_apart(store: Store) -> None:
+    store.update_counters(["a", "a-b"], lambda current: {("a", 1): {1: 1}, ("a-b", 2): {2: 2}})
+    assert read_counters(store, "a") == {"a": {1: {1: 1}}}
+    assert read_counters(store, "a-b") == {"a-b": {2: {2: 2}}}
 
 
 def test_concurrent_counter_updates_never_lose_one_and_change_all_or_none(store: Store) -> None:
-    change = bounded_increment(7, "global", "caller", "destination")
+    change = bounded_increment(7, "global", "caller", "destination", shard=3)
     with ThreadPoolExecutor(10) as pool:
         list(
             pool.map(
@@ -225,7 +244,7 @@ def test_concurrent_counter_updates_never_lose_one_and_change_all_or_none(store:
             )
         )
     assert read_counters(store, "global", "caller", "destination") == {
-        "global": {0: 7}, "caller": {0: 7}, "destination": {0: 7},
+        "global": {3: {0: 7}}, "caller": {3: {0: 7}}, "destination": {3: {0: 7}},
     }  # fmt: skip
 
 
@@ -233,8 +252,8 @@ def test_counter_change_may_wait_on_an_opt_out_read(store: Store) -> None:
     store.add_opt_out("+14155550100")
     with ThreadPoolExecutor(1) as pool:
         opted = pool.submit(store.is_opted_out, "+14155550100")
-        store.update_counters(["c"], lambda current: {"c": {0: int(opted.result(timeout=10))}})
-    assert read_counters(store, "c") == {"c": {0: 1}}
+        store.update_counters(["c"], lambda current: {("c", 0): {0: int(opted.result(timeout=10))}})
+    assert read_counters(store, "c") == {"c": {0: {0: 1}}}
 
 
 def test_opt_outs(store: Store) -> None:
@@ -255,7 +274,7 @@ def test_a_vanished_table_is_created_again(azurite: Azurite) -> None:
         f"{prefix}Counters"
     )
     store.update_counters(["global"], bounded_increment(5, "global"))  # a fresh, empty table
-    assert read_counters(store, "global") == {"global": {0: 1}}
+    assert read_counters(store, "global") == {"global": {0: {0: 1}}}
 
 
 # Broadcasts ---------------------------------------------------------------------------
@@ -299,3 +318,27 @@ def test_broadcast_chunks_results_and_cancel(store: Store) -> None:
     assert cancelled is not None and (cancelled.cancelled, cancelled.charged) == (True, True)
     assert store.broadcast("b1") == cancelled
     assert store.update_broadcast("nope", lambda r: replace(r, cancelled=True)) is None
+
+
+def test_the_counters_query_stays_within_table_storages_15_comparisons(
+    azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Azurite accepts any filter; Table Storage refuses one with more than 15 comparisons
+    # ("Querying tables and entities", learn.microsoft.com). A request charges 3 counters.
+    store = TableStore(azurite.connection_string, table_prefix())
+    table = store._table("Counters")
+    filters: list[str] = []
+    query = table.query_entities
+
+    def recording(query_filter: str, **kwargs: Any) -> Any:
+        filters.append(query_filter)
+        return query(query_filter, **kwargs)
+
+    monkeypatch.setattr(table, "query_entities", recording)
+    counters = ["caller", "global", "destination"]
+    store.update_counters(counters, lambda current: {(c, 15): {1: 1} for c in counters})
+    assert read_counters(store, *counters) == {c: {15: {1: 1}} for c in counters}
+    comparisons = [len(re.findall(r" (?:eq|ne|gt|ge|lt|le) ", f)) for f in filters]
+    assert comparisons == [7, 7]
+    with pytest.raises(ValueError, match="at most 7 counters"):
+        store.update_counters([str(i) for i in range(8)], lambda current: None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from azure.core.exceptions import ResourceExistsError
-from azure.data.tables import TableServiceClient
+from azure.data.tables import TableServiceClient, TableTransactionError
 
 from bench.store_proxy import Exchange, StoreProxy, sequential_round_trips
 from tests.conftest import Azurite, table_prefix
@@ -25,14 +25,17 @@ def test_a_batch_is_one_request_and_a_409_a_conflict(azurite: Azurite) -> None:
             table.create_entity(rows[0])
         proxy.set_delay(0.0)
         assert [row["n"] for row in table.query_entities("PartitionKey eq 'p'")] == list(range(5))
+        with pytest.raises(TableTransactionError):  # a failed changeset still answers 202
+            table.submit_transaction([("create", rows[0])])
         exchanges = proxy.exchanges(mark)
-    seen = [(e.method, e.path.rsplit("/", 1)[-1], e.status, e.conflict) for e in exchanges]
+    seen = [(e.method, e.path.rsplit("/", 1)[-1], e.status, e.inner, e.conflict) for e in exchanges]
     assert seen == [
-        ("POST", "$batch", 202, False),
-        ("POST", name, 409, True),
-        ("GET", f"{name}()", 200, False),
+        ("POST", "$batch", 202, 0, False),
+        ("POST", name, 409, 0, True),
+        ("GET", f"{name}()", 200, 0, False),
+        ("POST", "$batch", 202, 409, True),
     ]
-    assert [e.delayed > 0 for e in exchanges] == [False, True, False]
+    assert [e.delayed > 0 for e in exchanges] == [False, True, False, False]
 
 
 def _exchange(start: float, end: float) -> Exchange:
