@@ -227,6 +227,7 @@ def _settle_accepted(
     parallel.both(
         accepted.record,
         lambda: settle(store, scope, key, attempt, lambda r: replace(r, response=stored), held),
+        beside=store.remote,
     )
     return stored
 

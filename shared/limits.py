@@ -69,7 +69,9 @@ def check_before_send(
     charged its caller's quota for every recipient when it was accepted.
     """
     try:
-        opted = parallel.start(lambda: store.is_opted_out(destination)) if sms else None
+        opted = None
+        if sms:
+            opted = parallel.start(lambda: store.is_opted_out(destination), beside=store.remote)
         try:
             enforce_limits(
                 store, settings, caller=caller, destination=destination, now=now,

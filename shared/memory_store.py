@@ -21,6 +21,8 @@ from shared.store import (
 class MemoryStore:
     """Everything in this process's memory: for the local host and tests."""
 
+    remote = False
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._created: dict[tuple[str, str], Created] = {}

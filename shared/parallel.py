@@ -14,14 +14,27 @@ from concurrent.futures import Future, ThreadPoolExecutor
 POOL_THREADS = 16
 
 
-def start[T](task: Callable[[], T]) -> Future[T]:
-    """Run `task` on the pool; its result (or exception) comes from the future."""
-    return _pool().submit(task)
+def start[T](task: Callable[[], T], *, beside: bool = True) -> Future[T]:
+    """Run `task` on the pool; its result (or exception) comes from the future. With
+    `beside=False`, run it here and now (a store in memory gains nothing from a thread)."""
+    if beside:
+        return _pool().submit(task)
+    done: Future[T] = Future()
+    try:
+        done.set_result(task())
+    except Exception as exc:
+        done.set_exception(exc)
+    return done
 
 
-def both[A, B](first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
+def both[A, B](
+    first: Callable[[], A], second: Callable[[], B], *, beside: bool = True
+) -> tuple[A, B]:
     """Run both at once (the second on the pool, the first here) and wait for both, so
-    nothing outlives the request; an exception of either is raised once both are done."""
+    nothing outlives the request; an exception of either is raised once both are done.
+    With `beside=False`, one after the other."""
+    if not beside:
+        return first(), second()
     later = start(second)
     try:
         a = first()

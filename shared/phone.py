@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 # phonenumbers' PhoneNumberType names, as settings and problem bodies spell them.
@@ -34,25 +35,32 @@ def to_e164(raw: str, default_region: str | None = None) -> PhoneNumber:
         parsed = phonenumbers.parse(text, None if text.startswith("+") else default_region)
     except phonenumbers.NumberParseException:
         raise InvalidPhoneNumber("is not a phone number") from None
-    if not phonenumbers.is_valid_number(parsed):
+    # A number is valid exactly when its type is known (is_valid_number is that test), so
+    # the type is worked out once: it is the costliest step of a SendSms of our own.
+    number_type = phonenumbers.number_type(parsed)
+    if number_type == phonenumbers.PhoneNumberType.UNKNOWN:
         raise InvalidPhoneNumber("is not a valid phone number")
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     return PhoneNumber(
         e164=e164,
         region=phonenumbers.region_code_for_number(parsed),
-        number_type=_type_name(phonenumbers.number_type(parsed)),
+        number_type=_type_name(number_type),
     )
 
 
 def _type_name(number_type: int) -> str:
+    return _type_names().get(number_type, "unknown")
+
+
+@functools.cache
+def _type_names() -> dict[int, str]:
     import phonenumbers
 
-    names = {
+    return {
         value: name.lower().replace("_", "-")
         for name, value in vars(phonenumbers.PhoneNumberType).items()
         if name.isupper()
     }
-    return names.get(number_type, "unknown")
 
 
 def mask(number: str | None) -> str:

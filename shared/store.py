@@ -102,6 +102,10 @@ class Accepted:
 
 
 class Store(Protocol):
+    # Whether a request waits on the network: then independent ones go side by side
+    # (shared/parallel.py); in memory, a thread hand-off would cost more than it saves.
+    remote: bool
+
     # Deliveries: each part is written once, never read first (a callback is one write).
     def delivery(self, kind: Kind, sid: str) -> Delivery | None:
         """The record folded from what was stored (delivery_status.fold)."""

@@ -132,6 +132,8 @@ class Breaker:
 
 
 class TableStore:
+    remote = True
+
     def __init__(
         self,
         target: str | StoreIdentity,

@@ -73,6 +73,31 @@ def test_any_text_is_a_number_or_a_refusal_never_a_crash(text: str, region: str 
         assert number.e164.startswith("+") and number.e164[1:].isdigit()
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    country=st.sampled_from(sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)),
+    digits=st.text(alphabet="0123456789", min_size=4, max_size=13),
+)
+def test_a_number_is_accepted_exactly_when_phonenumbers_calls_it_valid(
+    country: int, digits: str
+) -> None:
+    # to_e164 tests validity through the number's type (computed once): the same verdict.
+    text = f"+{country}{digits}"
+    try:
+        parsed = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return
+    try:
+        number = to_e164(text)
+    except InvalidPhoneNumber:
+        assert not phonenumbers.is_valid_number(parsed)
+    else:
+        assert phonenumbers.is_valid_number(parsed)
+        assert number.e164 == phonenumbers.format_number(
+            parsed, phonenumbers.PhoneNumberFormat.E164
+        )
+
+
 def said(xml: str) -> list[tuple[str, str]]:
     return [(verb.tag, verb.text or "") for verb in ET.fromstring(xml)]
 
