@@ -201,7 +201,7 @@ async def serve(args: argparse.Namespace, sandbox_token: str | None) -> None:
     public_host = urlsplit(os.environ.get("PUBLIC_BASE_URL", "")).netloc
     host_app = create_host_app([public_host] if public_host else [])
     if sandbox_app is not None:
-        add_console(host_app, sandbox_app)
+        add_console(host_app, sandbox_app, durable)
     add_admin_routes(host_app, worker, indexed)  # before the catch-all function routes
     add_function_routes(host_app, worker, routes, durable.client_binding if durable else None)
     host_url = await _start(host_app, host, port, runners)

@@ -167,6 +167,11 @@ class DurableStandIn:
     async def get(self, instance_id: str) -> Instance | None:
         return await asyncio.to_thread(self._store.load, instance_id)
 
+    async def named(self, name: str) -> list[str]:
+        """Ids of the instances of orchestrator `name`, newest first (the console)."""
+        found = await asyncio.to_thread(self._store.named, name)
+        return [instance_id for instance_id, _ in sorted(found, key=lambda f: f[1], reverse=True)]
+
     async def send(self, message: Message) -> None:
         await asyncio.to_thread(self._store.add_messages, [message])
         self._kick(message.instance_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from datetime import datetime
 from typing import Protocol
 
 from devhost.durable.instances import Instance, Message
@@ -52,6 +53,10 @@ class DurableStore(Protocol):
 
     def unfinished(self) -> list[str]:
         """Instances that are Pending or Running, or have messages waiting."""
+        ...
+
+    def named(self, name: str) -> list[tuple[str, datetime]]:
+        """(id, created) of the instances of orchestrator `name`, any status (the console)."""
         ...
 
 
@@ -108,3 +113,7 @@ class MemoryDurableStore:
             waiting = {i for i, inbox in self._inbox.items() if inbox}
             running = {i for i, instance in self._instances.items() if instance.running}
             return sorted(waiting | running)
+
+    def named(self, name: str) -> list[tuple[str, datetime]]:
+        with self._lock:
+            return [(i, x.created) for i, x in self._instances.items() if x.name == name]

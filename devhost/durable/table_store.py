@@ -145,6 +145,14 @@ class TableDurableStore:
         }
         return sorted(ids)
 
+    def named(self, name: str) -> list[tuple[str, datetime]]:
+        rows = self._table.query_entities(
+            "RowKey eq @row and Name eq @name",
+            parameters={"row": STATUS_ROW, "name": name},
+            select=["PartitionKey", "Created"],
+        )
+        return [(str(row["PartitionKey"]), datetime.fromisoformat(row["Created"])) for row in rows]
+
     def _rows(self, partition: str, prefix: str) -> Iterator[Entity]:
         # Row keys sort as strings: every key that starts with `prefix` lies in [prefix, prefix.)
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
