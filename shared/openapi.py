@@ -30,7 +30,6 @@ _DESCRIPTIONS = {
     422: "Twilio refused the number or request (`twilioCode`), or an Idempotency-Key was reused",
     429: "A limit is reached (`limit` names it); nothing was sent",
     500: "The server is misconfigured (its Twilio account, sender or a setting)",
-    501: "Needs the Azure Functions host (Durable Functions): the local development host's answer",
     502: "Twilio failed or could not be reached; `outcome` says whether the message or call "
     "may have been sent",
     503: "A setting is missing, the state store is down, or Twilio is rate limiting; retry later",
@@ -184,7 +183,7 @@ def _start_broadcast(security: Security) -> dict[str, Any]:
                     "Location": {"schema": {"type": "string"}, "description": "Our status URL"}
                 },
             },
-            **_problems(400, 401, 403, 413, 415, 422, 429, 500, 501, 503),
+            **_problems(400, 401, 403, 413, 415, 422, 429, 500, 503),
         },
     }
 
@@ -203,7 +202,7 @@ def _broadcast_status(security: Security) -> dict[str, Any]:
         ],
         "responses": {
             "200": _json("Status", "BroadcastStatus"),
-            **_problems(400, 401, 403, 404, 501, 503),
+            **_problems(400, 401, 403, 404, 503),
         },
     }
 
@@ -229,7 +228,7 @@ def _cancel_broadcast(security: Security) -> dict[str, Any]:
                     }
                 },
             },
-            **_problems(401, 403, 404, 501, 503),
+            **_problems(401, 403, 404, 503),
         },
     }
 
