@@ -1,6 +1,6 @@
 """Settings: one frozen object read from an injectable environ, built once per process.
 
-Every key is documented in local.settings.json.example and the README table. An empty
+Every key is documented in local.settings.json.example and docs/settings.md. An empty
 value counts as unset, because Azure app settings and local.settings.json cannot hold
 "absent" keys conveniently. Credentials are optional here: the app (health, TwiML with
 validation off) must start without them; operations that need one raise MissingSetting.

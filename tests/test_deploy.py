@@ -173,10 +173,11 @@ def code_settings() -> set[str]:
     return keys | set(re.findall(r"%(\w+)%", host_json))  # host.json's app-setting references
 
 
-def readme_settings() -> tuple[set[str], set[str]]:
-    """(optional keys of the README settings table, keys it says the platform sets)."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+def documented_settings() -> tuple[set[str], set[str]]:
+    """(optional keys of the settings table in docs/settings.md, keys it says the platform
+    sets)."""
+    text = (ROOT / "docs" / "settings.md").read_text()
+    section = text.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
     optional: set[str] = set()
     for row in (line for line in section.splitlines() if line.startswith("| `")):
         cells = row.strip().strip("|").split("|")
@@ -189,8 +190,8 @@ def readme_settings() -> tuple[set[str], set[str]]:
 # --- settings: code ⇄ template ---------------------------------------------------------
 
 
-def test_the_readme_says_which_settings_are_optional_and_which_the_platform_sets() -> None:
-    optional, platform = readme_settings()
+def test_the_docs_say_which_settings_are_optional_and_which_the_platform_sets() -> None:
+    optional, platform = documented_settings()
     assert sorted(platform) == [
         "AZURE_FUNCTIONS_ENVIRONMENT", "PYTHON_THREADPOOL_THREAD_COUNT", "WEBSITE_AUTH_ENABLED",
         "WEBSITE_HOSTNAME", "WEBSITE_INSTANCE_ID",
@@ -214,14 +215,16 @@ def f(env, other):
 @pytest.mark.parametrize("key", sorted(code_settings()))
 def test_each_setting_the_code_reads_is_set_by_the_template_or_optional(key: str) -> None:
     template = set(template_settings())
-    optional, platform = readme_settings()
+    optional, platform = documented_settings()
     provided = (
         key in template
         or (key in HOST_CONNECTIONS and any(t.startswith(f"{key}__") for t in template))
         or key in optional
         or key in platform
     )
-    assert provided, f"{key}: set it in infra/app.bicep, or document it as optional in README"
+    assert provided, (
+        f"{key}: set it in infra/app.bicep, or document it as optional in docs/settings.md"
+    )
 
 
 def test_each_setting_the_template_sets_is_read_by_the_code_or_the_host() -> None:

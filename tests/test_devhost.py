@@ -220,7 +220,7 @@ def test_sandbox_mode_answers_the_examples_again_and_again(devhost: DevHost) -> 
 def test_sandbox_mode_lets_the_documented_test_senders_reach_the_sandbox(
     devhost: DevHost, route: str, sender: str, status: int, code: int | None
 ) -> None:
-    # The README offers these as `from`: the app's policy must not refuse them first (403).
+    # docs/sandbox.md offers these as `from`: the app's policy must not refuse them first (403).
     payload = {"to": "+14155550161", "from": sender, "body": "x", "message": "x"}
     if route == "MakeCall":
         del payload["body"]

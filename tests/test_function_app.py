@@ -36,9 +36,9 @@ def test_every_setting_the_app_reads_is_documented() -> None:
         "AZURE_FUNCTIONS_ENVIRONMENT",  # Core Tools and devhost: Development
     }  # set by Azure
     example = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
-    readme = (ROOT / "README.md").read_text()
+    docs = "".join(path.read_text() for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
     assert sorted(read - platform - set(example)) == []
-    assert sorted(key for key in read if f"`{key}`" not in readme) == []
+    assert sorted(key for key in read if f"`{key}`" not in docs) == []
 
 
 def test_health_says_how_twilio_is_configured_and_nothing_secret(

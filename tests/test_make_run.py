@@ -1,5 +1,5 @@
 """`make run` as a newcomer runs it: the ports it takes, what it installs, and a banner
-(and a README) whose every command works as written."""
+(and a README, and docs/) whose every command works as written."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ from tests.conftest import APP_SETTING_KEYS, ROOT, free_port
 
 NPM_CI = "npm ci --no-audit --no-fund --loglevel=error"
 README = (ROOT / "README.md").read_text()
+# The README and docs/, by file name: their python -m commands must run as written.
+DOCS = {p.name: p.read_text() for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]}
 
 
 def make_env() -> dict[str, str]:
@@ -222,11 +224,19 @@ def test_every_readme_command_for_make_run_works(make_run: MakeRun) -> None:
     ]
 
 
-def test_readme_python_commands_run_from_the_venv_with_real_options() -> None:
-    commands = re.findall(r"`([^`]*python -m [^`]*)`", README.replace("\n", " "))
-    assert commands, "the README shows no python -m command"
-    for command in commands:
+def python_commands(text: str) -> list[str]:
+    return re.findall(r"`([^`]*python -m [^`]*)`", text.replace("\n", " "))
+
+
+@pytest.mark.parametrize("name", sorted(DOCS))
+def test_documented_python_commands_run_from_the_venv_with_real_options(name: str) -> None:
+    for command in python_commands(DOCS[name]):
         words = command.split()
-        assert words[:2] == [".venv/bin/python", "-m"], command
+        assert words[:2] == [".venv/bin/python", "-m"], f"{name}: {command}"
         if words[2] == "devhost":
             _parser().parse_args(words[3:])  # exits on an option devhost does not have
+
+
+def test_the_readme_and_the_sandbox_doc_show_python_commands() -> None:
+    shown = {name for name, text in DOCS.items() if python_commands(text)}
+    assert {"README.md", "sandbox.md"} <= shown
