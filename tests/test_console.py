@@ -7,12 +7,13 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -138,6 +139,22 @@ def start_broadcast(browser: WebDriver, numbers: list[str], body: str) -> str:
     return found.group(1)
 
 
+def settled[T](browser: WebDriver, action: Callable[[], T]) -> T:
+    """`action` on elements of a list the page re-renders every second: an element found
+    just before a re-render is stale by the time it is used, so look it up again."""
+    done: list[T] = []
+
+    def attempt(_: WebDriver) -> bool:
+        try:
+            done.append(action())
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    wait(browser).until(attempt, "the element kept going stale")
+    return done[0]
+
+
 def browser_base(browser: WebDriver) -> str:
     return re.sub(r"(https?://[^/]+).*", r"\1", browser.current_url)
 
@@ -154,10 +171,16 @@ def test_a_broadcast_started_here_shows_its_progress_until_done(
             (By.XPATH, f"{card}//span[@data-status='completed']")
         )
     )
-    text = browser.find_element(By.XPATH, card).text
+    text, progress, buttons = settled(
+        browser,
+        lambda: (
+            browser.find_element(By.XPATH, card).text,
+            browser.find_element(By.XPATH, f"{card}//progress").get_attribute("value"),
+            len(browser.find_elements(By.XPATH, f"{card}//button")),
+        ),
+    )
     assert "5 recipient(s) · 0 rejected" in text and "sent 5" in text, text
-    assert browser.find_element(By.XPATH, f"{card}//progress").get_attribute("value") == "1"
-    assert browser.find_elements(By.XPATH, f"{card}//button") == []  # nothing left to cancel
+    assert (progress, buttons) == ("1", 0)  # done: nothing left to cancel
 
 
 def test_a_running_broadcast_is_cancelled_from_the_console(
@@ -167,9 +190,9 @@ def test_a_running_broadcast_is_cancelled_from_the_console(
     numbers = [f"+1415555{n:04d}" for n in range(2201, 2261)]  # 60 at 10 a second: 6 s
     broadcast_id = start_broadcast(browser, numbers, f"Cancel me {uuid.uuid4().hex[:8]}")
     card = f"//ol[@id='broadcasts']/li[@data-id='{broadcast_id}']"
-    wait(browser).until(
-        expected_conditions.element_to_be_clickable((By.XPATH, f"{card}//button[@class='cancel']"))
-    ).click()
+    cancel = f"{card}//button[@class='cancel']"
+    wait(browser).until(expected_conditions.element_to_be_clickable((By.XPATH, cancel)))
+    settled(browser, lambda: browser.find_element(By.XPATH, cancel).click())
     wait(browser, 30).until(
         expected_conditions.presence_of_element_located(
             (By.XPATH, f"{card}//span[@data-status='canceled']")
