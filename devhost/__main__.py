@@ -41,6 +41,7 @@ from devhost.host import (
 )
 from devhost.sandbox import MAGIC_SENDERS, TEST_SENDER, SandboxConfig, create_sandbox_app
 from devhost.worker import IndexedFunction, InProcessWorker, WorkerRefused
+from shared import inbound_calls
 from shared.errors import InvalidSetting
 from shared.phone import InvalidPhoneNumber, to_e164
 from shared.settings import development_storage, load_settings
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # What the app would answer every request with (a 500 naming the setting): say it
         # once, here, rather than print "ready".
-        load_settings(os.environ)
+        inbound_calls.check_settings(load_settings(os.environ))
     except InvalidSetting as exc:
         sys.exit(
             f"devhost: cannot start: setting {exc.key} must be {exc.expected} "
