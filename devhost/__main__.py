@@ -39,6 +39,7 @@ from devhost.host import (
     route_prefix,
     timer_functions,
 )
+from devhost.inbound_calls import INBOUND
 from devhost.sandbox import MAGIC_SENDERS, TEST_SENDER, SandboxConfig, create_sandbox_app
 from devhost.worker import IndexedFunction, InProcessWorker, WorkerRefused
 from shared import inbound_calls
@@ -215,6 +216,10 @@ async def serve(args: argparse.Namespace, sandbox_token: str | None) -> None:
             os.environ["PUBLIC_BASE_URL"],
             host_url,
         )
+    if sandbox_app is not None:
+        # The sandbox number's voice webhook, as a Twilio number's would be configured.
+        sandbox_app[INBOUND].voice_url = f"{os.environ['PUBLIC_BASE_URL']}/{prefix}/IncomingCall"
+        sandbox_app[INBOUND].base_url = sandbox_url or ""
     _banner(routes, prefix, host_url, sandbox_url, durable, timer_functions(indexed))
     ready = {"host": host_url, "sandbox": sandbox_url, "durable": durable and durable.rpc_base_url}
     print(f"{READY_PREFIX}{json.dumps(ready)}", flush=True)

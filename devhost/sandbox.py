@@ -246,6 +246,9 @@ def create_sandbox_app(config: SandboxConfig) -> web.Application:
     app.router.add_get("/sandbox/alerts", sandbox.list_alerts)
     app.router.add_get("/sandbox/requests", sandbox.list_requests)
     app.router.add_post("/sandbox/reset", sandbox.reset)
+    from devhost.inbound_calls import add_inbound_calls  # it builds on this module
+
+    add_inbound_calls(app, sandbox)  # calls *to* the account's numbers
     app.on_cleanup.append(sandbox.close)
     return app
 
