@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
-from shared.memory_store import MemoryStore
 from shared.store import Store
-from shared.table_store import TableStore
 from shared.voicemail import CallParties, RecordingEvent, Voicemail
-from tests.conftest import Azurite, table_prefix
 
 CALL = "CA" + "a" * 32
 OTHER_CALL = "CA" + "b" * 32
 RECORDING = "RE" + "1" * 32
 URL = f"https://api.twilio.com/2010-04-01/Accounts/AC{'0' * 32}/Recordings/{RECORDING}"
-
-
-@pytest.fixture(params=["memory", "table"])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore()
-    else:
-        azurite: Azurite = request.getfixturevalue("azurite")
-        yield TableStore(azurite.connection_string, table_prefix())
 
 
 def completed(at: str, recording: str = RECORDING, duration: int = 7) -> RecordingEvent:

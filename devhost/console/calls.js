@@ -4,26 +4,12 @@
 "use strict";
 
 (() => {
-  const $ = (selector) => document.querySelector(selector);
-
-  function element(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
-
-  function badge(status) {
-    const node = element("span", "status", status);
-    node.dataset.status = status;
-    return node;
-  }
-
+  // $, element and statusBadge are console.js's, loaded first (index.html).
   function renderCall(call) {
     const card = element("li", "call inbound");
     card.dataset.sid = call.sid;
     const meta = element("div", "meta");
-    meta.append(element("span", "", `From ${call.from} · to ${call.to}`), badge(call.status));
+    meta.append(element("span", "", `From ${call.from} · to ${call.to}`), statusBadge(call.status));
     const steps = element("ol", "steps");
     for (const step of call.steps) {
       steps.append(element("li", "step", `${step.step} ${step.target} → ${step.outcome}`));
@@ -41,7 +27,7 @@
     const card = element("li", "voicemail");
     card.dataset.recordingSid = voicemail.recording_sid;
     const meta = element("div", "meta");
-    meta.append(element("span", "", `From ${voicemail.from_number || "unknown"} · to ${voicemail.to_number || "unknown"} · ${voicemail.at}`), badge(voicemail.status));
+    meta.append(element("span", "", `From ${voicemail.from_number || "unknown"} · to ${voicemail.to_number || "unknown"} · ${voicemail.at}`), statusBadge(voicemail.status));
     card.append(meta);
     const details = [`${voicemail.recording_sid}`, `call ${voicemail.call_sid}`];
     if (voicemail.duration !== null) details.push(`${voicemail.duration} s`);
