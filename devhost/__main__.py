@@ -39,9 +39,16 @@ from devhost.host import (
     route_prefix,
     timer_functions,
 )
-from devhost.sandbox import MAGIC_SENDERS, TEST_SENDER, SandboxConfig, create_sandbox_app
+from devhost.sandbox import (
+    MAGIC_SENDERS,
+    SANDBOX,
+    TEST_SENDER,
+    SandboxConfig,
+    create_sandbox_app,
+)
 from devhost.worker import IndexedFunction, InProcessWorker, WorkerRefused
 from shared.errors import InvalidSetting
+from shared.inbound import INCOMING_SMS_ROUTE
 from shared.phone import InvalidPhoneNumber, to_e164
 from shared.settings import development_storage, load_settings
 
@@ -214,6 +221,11 @@ async def serve(args: argparse.Namespace, sandbox_token: str | None) -> None:
             os.environ["PUBLIC_BASE_URL"],
             host_url,
         )
+    if sandbox_app is not None:
+        # The sandbox's numbers send incoming messages to the app, as a Twilio number whose
+        # "A message comes in" webhook is the app's IncomingSms (docs/two-way.md).
+        public = os.environ["PUBLIC_BASE_URL"].rstrip("/")
+        sandbox_app[SANDBOX].config.incoming_sms_url = f"{public}/{prefix}/{INCOMING_SMS_ROUTE}"
     _banner(routes, prefix, host_url, sandbox_url, durable, timer_functions(indexed))
     ready = {"host": host_url, "sandbox": sandbox_url, "durable": durable and durable.rpc_base_url}
     print(f"{READY_PREFIX}{json.dumps(ready)}", flush=True)

@@ -4,11 +4,14 @@ Plain HTML, CSS and a little JavaScript (devhost/console/), no build step. The p
 /sandbox/state and sends through the real /api/SendSms and /api/MakeCall, same origin.
 Broadcasts: /sandbox/broadcasts lists their ids from the Durable stand-in; the page reads
 each one's progress, and cancels it, through the app's own /api/broadcasts/{id}, so it
-sees exactly what its caller (this machine) may see.
+sees exactly what its caller (this machine) may see. Conversations: POST /sandbox/reply
+{phone, body} has the phone text back; the sandbox posts the signed webhook Twilio would
+to the app's IncomingSms (devhost/texting.py).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -21,6 +24,8 @@ STATIC = Path(__file__).resolve().parent / "console"
 
 
 SHOWN_BROADCASTS = 20
+MAX_REPLY = 1600  # what Twilio delivers of one text
+_PHONE = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
 def add_console(
@@ -33,6 +38,23 @@ def add_console(
         found = await durable.named(BROADCAST_ORCHESTRATOR) if durable else []
         return web.json_response({"broadcasts": found[:SHOWN_BROADCASTS]})
 
+    async def reply(request: web.Request) -> web.Response:
+        try:
+            payload = await request.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            payload = {}
+        phone, body = payload.get("phone"), payload.get("body")
+        if not (isinstance(phone, str) and _PHONE.fullmatch(phone)):
+            return web.json_response(
+                {"error": "phone must be E.164, e.g. +14155550100"}, status=400
+            )
+        if not (isinstance(body, str) and 0 < len(body) <= MAX_REPLY):
+            return web.json_response({"error": f"body: 1 to {MAX_REPLY} characters"}, status=400)
+        message = await sandbox[SANDBOX].receive_sms(phone, body)
+        return web.json_response(message, status=201)
+
     async def page(request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
 
@@ -43,4 +65,5 @@ def add_console(
     host.router.add_get("/sandbox/", page)
     host.router.add_get("/sandbox/state", state)
     host.router.add_get("/sandbox/broadcasts", broadcasts)
+    host.router.add_post("/sandbox/reply", reply)
     host.router.add_static("/sandbox/static/", STATIC)

@@ -390,3 +390,4 @@ output keyVaultName string = vault.name
 output baseUrl string = baseUrl
 output twimlUrl string = '${baseUrl}/${routePrefix}/TwiML'
 output statusCallbackUrl string = '${baseUrl}/${routePrefix}/StatusCallback'
+output incomingSmsUrl string = '${baseUrl}/${routePrefix}/IncomingSms'

@@ -167,3 +167,5 @@ output APP_BASE_URL string = app.outputs.baseUrl
 output TWIML_URL string = app.outputs.twimlUrl
 @description('For a Twilio number\'s call status changes (POST); SendSms and MakeCall set it per request themselves.')
 output STATUS_CALLBACK_URL string = app.outputs.statusCallbackUrl
+@description('For a Twilio number\'s or Messaging Service\'s incoming messages (A message comes in), POST.')
+output INCOMING_SMS_URL string = app.outputs.incomingSmsUrl

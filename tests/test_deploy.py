@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from shared.deliveries import STATUS_CALLBACK_ROUTE
+from shared.inbound import INCOMING_SMS_ROUTE
 from shared.webhooks import ROUTE_PREFIX
 from tests.conftest import ROOT
 
@@ -291,6 +292,9 @@ def test_the_urls_for_twilio_are_the_routes_the_app_serves() -> None:
     assert statement(APP, "output statusCallbackUrl ") == (
         f"output statusCallbackUrl string = '${{baseUrl}}/${{routePrefix}}/{STATUS_CALLBACK_ROUTE}'"
     )
+    assert statement(APP, "output incomingSmsUrl ") == (
+        f"output incomingSmsUrl string = '${{baseUrl}}/${{routePrefix}}/{INCOMING_SMS_ROUTE}'"
+    )
     twiml = (ROOT / "TwiML" / "__init__.py").read_text()
     assert '@bp.route(route="TwiML"' in twiml
 
@@ -423,6 +427,7 @@ def test_each_parameter_comes_from_an_azd_environment_value_with_the_same_defaul
     assert sorted(outputs) == sorted([
         "AZURE_TENANT_ID", "AZURE_RESOURCE_GROUP", "AZURE_FUNCTION_APP_NAME",
         "AZURE_KEY_VAULT_NAME", "APP_BASE_URL", "TWIML_URL", "STATUS_CALLBACK_URL",
+        "INCOMING_SMS_URL",
     ])  # fmt: skip
 
 

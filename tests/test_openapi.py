@@ -58,6 +58,8 @@ def test_the_document_covers_every_public_route(openapi_host: DevHost) -> None:
         "/MakeCall": ["post"],
         "/TwiML": ["get", "post"],
         "/StatusCallback": ["post"],
+        "/IncomingSms": ["post"],
+        "/conversations/{number}": ["get"],
         "/messages/{sid}": ["get"],
         "/calls/{sid}": ["get"],
         "/broadcasts": ["post"],
