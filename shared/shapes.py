@@ -12,7 +12,7 @@ TwiML path.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -140,7 +140,8 @@ class Media(msgspec.Struct, kw_only=True):
 class ConversationEntry(msgspec.Struct, kw_only=True):
     sid: str
     direction: Annotated[
-        str, Meta(description="outbound: this caller sent it; inbound: the number sent it")
+        Literal["outbound", "inbound"],
+        Meta(description="outbound: this caller sent it; inbound: the number sent it"),
     ]
     from_: str = msgspec.field(name="from")
     to: str

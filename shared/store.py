@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from shared.delivery_status import Created as DeliveryCreated
 from shared.delivery_status import Delivery, Kind, StatusEvent
 from shared.errors import ServiceUnavailable
 
+Direction = Literal["outbound", "inbound"]
 Slots = dict[int, int]  # a sliding-window counter: slot number -> amount counted in it
 # Each counter is kept in this many rows (shards), read together: concurrent writers add to
 # different ones instead of queueing on one. limits.py decides how many a limit writes to.
@@ -90,7 +91,7 @@ class ConversationMessage:
     """One message exchanged with a phone number: sent by a caller, or received from it."""
 
     sid: str
-    direction: str  # "outbound" (a caller sent it) or "inbound" (the number sent it)
+    direction: Direction  # outbound: a caller sent it; inbound: the number sent it
     from_: str
     to: str
     body: str

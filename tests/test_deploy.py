@@ -469,8 +469,9 @@ def test_funcignore_leaves_only_the_app_in_the_package() -> None:
             continue
         packaged.add(path.parts[0])
     assert sorted(packaged) == [
-        "Broadcast", "Cleanup", "DeliveryStatus", "Health", "MakeCall", "OpenApi", "SendSms",
-        "StatusCallback", "TwiML", "function_app.py", "host.json", "requirements.txt", "shared",
+        "Broadcast", "Cleanup", "Conversations", "DeliveryStatus", "Health", "IncomingSms",
+        "MakeCall", "OpenApi", "SendSms", "StatusCallback", "TwiML", "function_app.py",
+        "host.json", "requirements.txt", "shared",
     ]  # fmt: skip
 
 
