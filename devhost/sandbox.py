@@ -23,6 +23,10 @@ loopback hosts (TwiML, callbacks) unless `reach_internet`. `GET
 /sandbox/messages/{sid}?wait=N` (and calls) waits until every callback of that SID has
 been answered, so tests need not poll.
 
+The phone can text back (`receive_sms`, devhost/texting.py): Twilio's own opt-out handling
+(after STOP, sends from that sender to that phone are refused with 21610), the inbound
+Message, the signed webhook to `incoming_sms_url`, and the replies.
+
 Messages and calls are listed as Twilio lists them (`GET …/Messages.json`,
 `GET …/Calls.json`: filters, paging, newest first; see devhost.twilio_lists): after a lost
 answer, a lookup is the only way to learn whether a message or call exists.
