@@ -48,8 +48,7 @@ logger = logging.getLogger(__name__)
 def keyword(body: str, opt_out_type: str | None = None) -> Keyword | None:
     """The opt-out keyword `body` is, if it is one (OptOutType, when Twilio sends it, wins)."""
     if opt_out_type and opt_out_type.upper() in OPT_OUT_TYPES:
-        found: Keyword = opt_out_type.upper()  # type: ignore[assignment]
-        return found
+        return KEYWORDS[opt_out_type.upper()]  # each kind is a keyword of its own kind
     return KEYWORDS.get(body.strip().upper())
 
 
@@ -84,13 +83,15 @@ def receive_sms(store: Store, settings: Settings, fields: Mapping[str, Any]) -> 
     kind = keyword(message.body, _field(fields, "OptOutType", required=False) or None)
     # Both keys: a send names either the service or the number, and Twilio blocks both.
     senders = [s for s in (message.messaging_service_sid, message.to) if s]
-    # The keyword first, the message after: if storing fails, Twilio's retry (or the
-    # next keyword) still applies it; applying one twice changes nothing.
+    # Mistakes must fall on the side of not sending. STOP is applied before the message
+    # is stored, and again on a repeat: if storing fails, a retry still applies it. START
+    # only on its first delivery: a late repeat must not undo a STOP sent after it (if
+    # applying it fails after the message was stored, the person texts START again).
     if kind == "STOP":
         store.add_opt_out(message.from_, senders)
-    elif kind == "START":
-        store.remove_opt_out(message.from_, senders)
     fresh = store.record_inbound_message(message)
+    if kind == "START" and fresh:
+        store.remove_opt_out(message.from_, senders)
     logger.info(
         "SMS %s from %s%s%s", message.sid, mask(message.from_),
         f" ({kind})" if kind else "", "" if fresh else " (a repeat)",
@@ -99,7 +100,7 @@ def receive_sms(store: Store, settings: Settings, fields: Mapping[str, Any]) -> 
     reply = settings.inbound_sms_auto_reply
     # Never to a keyword: Twilio answers those itself, and a second answer would confuse
     # (and, after STOP, be refused with 21610 anyway). Not to an opted-out number either.
-    if reply and kind is None and not store.is_opted_out(message.from_, senders[0]):
+    if reply and kind is None and not any(store.is_opted_out(message.from_, s) for s in senders):
         response.message(reply)
     return str(response)
 

@@ -204,6 +204,18 @@ def test_stop_refuses_the_next_send_at_once_and_start_allows_it_again(
     assert len(sandbox.requests()) == 2
 
 
+def test_a_late_repeat_of_start_never_undoes_a_later_stop(
+    fns: dict[str, Handler], sandbox: Sandbox
+) -> None:
+    start = text("START", sid="SM" + "5" * 32)
+    deliver(fns, text("STOP", sid="SM" + "1" * 32))
+    deliver(fns, start)
+    assert send(fns)[0] == 201
+    deliver(fns, text("STOP", sid="SM" + "2" * 32))
+    deliver(fns, start)  # Twilio delivers the START again, late
+    assert send(fns) == (409, OPTED_OUT)
+
+
 def test_help_changes_nothing_and_gets_no_auto_reply(
     fns: dict[str, Handler], app_env: SetEnv
 ) -> None:
