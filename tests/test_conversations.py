@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
@@ -12,6 +13,10 @@ from twilio.request_validator import RequestValidator
 from devhost.phone import inbound_sms_params
 from shared.conversations import decode_token, encode_token
 from shared.errors import BadRequest
+from shared.memory_store import MemoryStore
+from shared.messaging import remember_sent
+from shared.phone import mask
+from shared.store import ConversationMessage, StoreUnavailable
 from tests.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -179,3 +184,31 @@ def test_only_get(fns: dict[str, Handler]) -> None:
         build_request("POST", url, headers=ALICE, route_params={"number": VALID_TO})
     )
     assert (response.status_code, response.headers["Allow"]) == (405, "GET")
+
+
+class FailingConversations(MemoryStore):
+    """A store whose conversation writes fail, as Table Storage does when it is down."""
+
+    def add_contact(self, caller: str, number: str, at: float) -> None:
+        raise StoreUnavailable()
+
+    def record_sent_message(self, caller: str, message: ConversationMessage) -> None:
+        raise StoreUnavailable()
+
+
+def test_a_send_twilio_accepted_is_recorded_though_its_conversation_cannot_be(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FailingConversations()
+    message = SimpleNamespace(
+        sid="SM" + "7" * 32, to=VALID_TO, from_=VALID_FROM, body="hi", status="queued",
+        messaging_service_sid=None, num_segments="1", date_created=None,
+    )  # fmt: skip
+    accepted = remember_sent(store, message, "alice", None)
+    accepted.record()  # does not raise: Twilio already accepted the message
+    delivery = store.delivery("message", message.sid)
+    assert delivery is not None and delivery.caller == "alice"
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        f"Could not link a caller to {mask(VALID_TO)}: its replies will not show",
+        f"Could not add message {message.sid} to the conversation with {mask(VALID_TO)}",
+    ]

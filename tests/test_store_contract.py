@@ -450,3 +450,17 @@ def test_the_counters_query_stays_within_table_storages_15_comparisons(
     assert comparisons == [7, 7]
     with pytest.raises(ValueError, match="at most 7 counters"):
         store.update_counters([str(i) for i in range(8)], lambda current: None)
+
+
+def test_no_phone_number_or_caller_is_in_a_conversation_key(azurite: Azurite) -> None:
+    store = TableStore(azurite.connection_string, table_prefix())
+    record_sent(store, "key:alice", sent(1, 100.0))
+    store.record_inbound_message(received(2, 200.0))
+    store.add_opt_out(PHONE, [OURS, SERVICE])
+    keys = [
+        f"{row['PartitionKey']} {row['RowKey']}"
+        for name in ("Conversations", "OptOuts")
+        for row in store._table(name).list_entities()
+    ]
+    assert len(keys) == 6  # the link, two views, the stored reply; two opt-outs
+    assert [k for k in keys if re.search(r"\+|1415555|5005550|alice|MG", k)] == []
