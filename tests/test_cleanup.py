@@ -127,9 +127,10 @@ def test_deliveries_go_after_the_retention_since_their_last_change(
 
 
 def test_opt_outs_never_expire(store: Store, fake_clock: FakeClock) -> None:
-    store.add_opt_out("+14155550100")
-    assert cleanup.purge(store, SETTINGS, fake_clock.time + 3650 * DAY) == cleanup.Purged(0, 0, 0)
-    assert store.is_opted_out("+14155550100") is True
+    store.add_opt_out("+14155550100", ["+15005550006"])
+    purged = cleanup.purge(store, SETTINGS, fake_clock.time + 3650 * DAY)
+    assert purged == cleanup.Purged(0, 0, 0, 0)
+    assert store.is_opted_out("+14155550100", "+15005550006") is True
 
 
 def test_a_counter_deleted_while_it_is_charged_is_charged_afresh(

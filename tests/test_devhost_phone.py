@@ -15,10 +15,12 @@ from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, free_port
 
 
 class Receiver:
-    """An app on loopback that checks X-Twilio-Signature as the app does."""
+    """An app on loopback that checks X-Twilio-Signature as the app does, then answers
+    `twiml`."""
 
-    def __init__(self) -> None:
+    def __init__(self, twiml: str = "<Response/>") -> None:
         self.received: list[dict[str, str]] = []
+        self.twiml = twiml
         app = web.Application()
         app.router.add_post("/api/IncomingSms", self._receive)
         self._server = BackgroundServer(app).start()
@@ -30,7 +32,7 @@ class Receiver:
         if not RequestValidator(AUTH_TOKEN).validate(str(request.url), form, signature):
             return web.Response(status=403)
         self.received.append(form)
-        return web.Response(text="<Response/>", content_type="application/xml")
+        return web.Response(text=self.twiml, content_type="application/xml")
 
     def stop(self) -> None:
         self._server.stop()

@@ -86,6 +86,7 @@ def test_lists_and_flags_are_parsed() -> None:
         ("TWILIO_ALLOWED_SENDERS", "alice"),
         ("TWIML_DEFAULT_VOICE", "alice"),
         ("TWIML_DEFAULT_VOICE", "robot"),
+        ("INBOUND_SMS_AUTO_REPLY", "x" * 1601),
     ],
 )
 def test_invalid_values_name_their_key_but_not_the_value(key: str, value: str) -> None:
