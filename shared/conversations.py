@@ -33,21 +33,14 @@ def remember_sent(
     caller: str,
     message: ConversationMessage,
 ) -> None:
-    """Add a message Twilio accepted to `caller`'s conversation with its recipient.
-    Twilio already accepted it: a store failure is logged, never the request's failure."""
+    """Add a message Twilio accepted to `caller`'s conversation with its recipient, which
+    also shows the caller the recipient's replies from now on. Twilio already accepted it:
+    a store failure is logged, never the request's failure."""
     try:
         store.record_sent_message(caller, message)
     except StoreUnavailable:
-        logger.error("Could not add message %s to the conversation with %s", message.sid,
-                     mask(message.to))  # fmt: skip
-
-
-def remember_contact(store: Store, caller: str, number: str, at: float) -> None:
-    """Show `caller` what `number` sends from now on (a reply to what it just sent)."""
-    try:
-        store.add_contact(caller, number, at)
-    except StoreUnavailable:
-        logger.error("Could not link a caller to %s: its replies will not show", mask(number))
+        logger.error("Could not add message %s to the conversation with %s (its replies "
+                     "will not show)", message.sid, mask(message.to))  # fmt: skip
 
 
 def page_request(limit: str | None, after: str | None) -> tuple[int, str | None]:

@@ -141,12 +141,9 @@ class MemoryStore:
         with self._opt_out_lock:
             return (number, sender) in self._opt_outs
 
-    def add_contact(self, caller: str, number: str, at: float) -> None:
-        with self._lock:
-            self._contacts.setdefault(number, {})[caller] = at
-
     def record_sent_message(self, caller: str, message: ConversationMessage) -> None:
         with self._lock:
+            self._contacts.setdefault(message.to, {})[caller] = message.at
             view = self._views.setdefault((caller, message.to), {})
             view[conversation_position(message)] = message
 

@@ -135,11 +135,7 @@ def remember_sent(
     )  # fmt: skip
 
     def record() -> None:
-        # Three single writes side by side (each catches its own store failure).
-        contact = parallel.start(
-            lambda: conversations.remember_contact(store, caller, sent.to, sent.at),
-            beside=store.remote,
-        )
+        # Two single writes side by side (each catches its own store failure).
         parallel.both(
             lambda: remember_created(
                 store, "message", message.sid, caller=caller, to=message.to,
@@ -148,7 +144,6 @@ def remember_sent(
             lambda: conversations.remember_sent(store, caller, sent),
             beside=store.remote,
         )  # fmt: skip
-        contact.result()
 
     body = answer(
         SmsResult(

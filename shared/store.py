@@ -209,13 +209,10 @@ class Store(Protocol):
     def is_opted_out(self, number: str, sender: str) -> bool: ...
 
     # Conversations (shared/conversations.py): what each caller exchanged with a number.
-    def add_contact(self, caller: str, number: str, at: float) -> None:
-        """`caller` sent to `number` at `at`: from now on, what `number` sends shows in the
-        caller's view (until purged, `at` being the last send). One write, no read."""
-        ...
-
     def record_sent_message(self, caller: str, message: ConversationMessage) -> None:
-        """`caller` sent `message` (to `message.to`): one write, never a read first."""
+        """`caller` sent `message` (to `message.to`): add it to the caller's view, and from
+        now on show the caller what `message.to` sends (until purged, the message's `at`
+        being the last send). One write, never a read first."""
         ...
 
     def record_inbound_message(self, message: ConversationMessage) -> bool:

@@ -469,15 +469,12 @@ class TableStore:
     # A send writes its two rows as two single-entity upserts, side by side (the caller
     # runs them in parallel): a $batch costs several times one upsert, on SendSms's path.
     @_available
-    def add_contact(self, caller: str, number: str, at: float) -> None:
-        contact = {"PartitionKey": _digest(number), "RowKey": f"c|{_digest(caller)}", "at": at}
-        self._table("Conversations").upsert_entity(contact)
-
-    @_available
     def record_sent_message(self, caller: str, message: ConversationMessage) -> None:
         pk, who = _digest(message.to), _digest(caller)
         view = _message_entity(pk, f"m|{who}|{conversation_position(message)}", message)
-        self._table("Conversations").upsert_entity(view)
+        contact = {"PartitionKey": pk, "RowKey": f"c|{who}", "at": message.at}
+        # Both rows live in the recipient's partition: one transaction, one round trip.
+        self._table("Conversations").submit_transaction([("upsert", view), ("upsert", contact)])
 
     @_available
     def record_inbound_message(self, message: ConversationMessage) -> bool:

@@ -284,11 +284,6 @@ def received(sid: int, at: float, from_: str = PHONE, body: str = "re") -> Conve
     )  # fmt: skip
 
 
-def record_sent(store: Store, caller: str, message: ConversationMessage) -> None:
-    store.add_contact(caller, message.to, message.at)
-    store.record_sent_message(caller, message)
-
-
 def whole(store: Store, caller: str, number: str, limit: int) -> list[ConversationPage]:
     pages = [store.conversation(caller, number, None, limit)]
     while pages[-1].after is not None:
@@ -301,12 +296,12 @@ def test_a_conversation_is_the_callers_sends_and_the_replies_since_newest_first(
 ) -> None:
     early = received(1, 1000.0)  # before anyone sent to the number: nobody's conversation
     assert store.record_inbound_message(early) is True
-    record_sent(store, "alice", sent(2, 1001.0))
-    record_sent(store, "alice", sent(3, 1002.5, to="+14155550101"))
+    store.record_sent_message("alice", sent(2, 1001.0))
+    store.record_sent_message("alice", sent(3, 1002.5, to="+14155550101"))
     reply = received(4, 1003.0, body="STOP? no: " + "é" * 1590)
     assert store.record_inbound_message(reply) is True
     assert store.record_inbound_message(replace(reply, at=1009.0, body="again")) is False
-    record_sent(store, "bob", sent(5, 1004.0))
+    store.record_sent_message("bob", sent(5, 1004.0))
     later = received(6, 1005.0)
     assert store.record_inbound_message(later) is True
     assert store.conversation("alice", PHONE, None, 10) == ConversationPage(
@@ -325,8 +320,8 @@ def test_a_conversation_is_the_callers_sends_and_the_replies_since_newest_first(
 
 def test_conversation_pages_are_exact_and_continue_where_they_stopped(store: Store) -> None:
     for i in range(7):
-        record_sent(store, "alice", sent(i, 2000.0 + i))
-    record_sent(store, "alice", sent(99, 2003.0))  # the same millisecond as SM…3
+        store.record_sent_message("alice", sent(i, 2000.0 + i))
+    store.record_sent_message("alice", sent(99, 2003.0))  # the same millisecond as SM…3
     pages = whole(store, "alice", PHONE, 3)
     assert [[m.sid[-2:] for m in page.messages] for page in pages] == [
         ["06", "05", "04"], ["03", "99", "02"], ["01", "00"],
@@ -342,7 +337,7 @@ def test_a_reply_reaches_every_caller_that_had_sent_even_past_one_transaction(
 ) -> None:
     callers = [f"caller-{i}" for i in range(130)]  # a transaction holds 100 rows
     for i, caller in enumerate(callers):
-        record_sent(store, caller, sent(i, 3000.0))
+        store.record_sent_message(caller, sent(i, 3000.0))
     assert store.record_inbound_message(received(999, 3001.0)) is True
     assert store.record_inbound_message(received(999, 3001.0)) is False
     firsts = {c: store.conversation(c, PHONE, None, 1).messages[0].sid for c in callers}
@@ -350,9 +345,9 @@ def test_a_reply_reaches_every_caller_that_had_sent_even_past_one_transaction(
 
 
 def test_old_conversation_records_are_purged(store: Store) -> None:
-    record_sent(store, "alice", sent(1, 100.0))
+    store.record_sent_message("alice", sent(1, 100.0))
     store.record_inbound_message(received(2, 200.0))
-    record_sent(store, "alice", sent(3, 300.0))
+    store.record_sent_message("alice", sent(3, 300.0))
     # alice's link to the number (last send at 300) stays, with what is newer than 250.
     assert store.purge_conversations(250.0) == 3  # two of alice's views, the stored reply
     assert store.conversation("alice", PHONE, None, 10).messages == [sent(3, 300.0)]
@@ -444,7 +439,7 @@ def test_the_counters_query_stays_within_table_storages_15_comparisons(
 
 def test_no_phone_number_or_caller_is_in_a_conversation_key(azurite: Azurite) -> None:
     store = TableStore(azurite.connection_string, table_prefix())
-    record_sent(store, "key:alice", sent(1, 100.0))
+    store.record_sent_message("key:alice", sent(1, 100.0))
     store.record_inbound_message(received(2, 200.0))
     store.add_opt_out(PHONE, [OURS, SERVICE])
     keys = [
