@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from devhost.phone import API_VERSION, _country, post_webhook
+from devhost.phone import API_VERSION, country_of, post_webhook
 
 if TYPE_CHECKING:
     from devhost.sandbox import _Sandbox
@@ -74,10 +74,10 @@ class InboundCalls:
             "CallSid": sid, "AccountSid": config.account_sid, "From": from_number, "To": to,
             "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": API_VERSION,
             "Caller": from_number, "Called": to, "CallToken": "",
-            "FromCountry": _country(from_number), "FromState": "", "FromCity": "", "FromZip": "",
-            "ToCountry": _country(to), "ToState": "", "ToCity": "", "ToZip": "",
-            "CallerCountry": _country(from_number), "CallerState": "", "CallerCity": "",
-            "CallerZip": "", "CalledCountry": _country(to), "CalledState": "", "CalledCity": "",
+            "FromCountry": country_of(from_number), "FromState": "", "FromCity": "", "FromZip": "",
+            "ToCountry": country_of(to), "ToState": "", "ToCity": "", "ToZip": "",
+            "CallerCountry": country_of(from_number), "CallerState": "", "CallerCity": "",
+            "CallerZip": "", "CalledCountry": country_of(to), "CalledState": "", "CalledCity": "",
             "CalledZip": "",
         }  # fmt: skip
         self.calls[sid] = call
