@@ -201,8 +201,13 @@ class SandboxConfig:
 
 @dataclass
 class SandboxState:
+    """Everything the sandbox holds: a reset replaces it whole."""
+
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Calls *to* the account's numbers (devhost/inbound_calls.py); their `settled` events
+    # are kept with the others' (call SIDs are unique).
+    inbound_calls: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     settled: dict[str, asyncio.Event] = field(default_factory=dict)

@@ -11,6 +11,9 @@
   not name (a day's slots read as an hour's would look decades old).
 - Delivery records (what `GET /api/messages/{sid}` shows): kept `STATE_RETENTION_DAYS`
   after their last change (a late callback counts as one), then deleted.
+- Voicemails (who called, each recording's status; the recording stays at Twilio): kept
+  `STATE_RETENTION_DAYS` after their call's last change (a late recording callback counts
+  as one), then deleted with it.
 - Conversations: each message is kept `STATE_RETENTION_DAYS` after it was sent or
   received; a caller's link to a number as long after its last send there (replies
   arriving later are stored, shown to nobody).
@@ -42,6 +45,7 @@ class Purged:
     counters: int
     deliveries: int
     conversations: int
+    voicemails: int
 
 
 def counter_lifetime(settings: Settings) -> float:
@@ -67,10 +71,11 @@ def purge(store: Store, settings: Settings, now: float) -> Purged:
         counters=store.purge_counters(now - counter_lifetime(settings)),
         deliveries=store.purge_deliveries(retained_since),
         conversations=store.purge_conversations(retained_since),
+        voicemails=store.purge_voicemails(retained_since),
     )
     logger.info(
         "Cleanup deleted %d idempotency keys, %d limit counters, %d delivery records, "
-        "%d conversation records",
-        purged.keys, purged.counters, purged.deliveries, purged.conversations,
+        "%d conversation records, %d calls' voicemails",
+        purged.keys, purged.counters, purged.deliveries, purged.conversations, purged.voicemails,
     )  # fmt: skip
     return purged

@@ -35,7 +35,8 @@ class MemoryStore:
         self._keys: dict[tuple[str, str], IdempotencyRecord] = {}
         self._versions: dict[tuple[str, str], int] = {}
         self._counters: dict[tuple[str, int], Slots] = {}
-        # When each delivery and counter was last written (clock time), as the table keeps it.
+        # When each delivery, counter and call's voicemail was last written (clock time), as
+        # the table keeps it.
         self._written: dict[tuple[str, str], float] = {}
         self._opt_outs: set[tuple[str, str]] = set()  # (number, sender)
         # Its own lock: update_counters' `change` waits on an opt-out read (limits.py).
@@ -74,6 +75,7 @@ class MemoryStore:
     def record_call_parties(self, call_sid: str, parties: CallParties) -> None:
         with self._lock:
             self._parties[call_sid] = parties
+            self._written[("voicemail", call_sid)] = clock.now()
 
     def record_recording(self, call_sid: str, event: RecordingEvent) -> bool:
         with self._lock:
@@ -81,6 +83,7 @@ class MemoryStore:
             if (event.recording_sid, event.status) in events:
                 return False
             events[(event.recording_sid, event.status)] = event
+            self._written[("voicemail", call_sid)] = clock.now()
             return True
 
     def voicemails(self, limit: int) -> list[Voicemail]:
@@ -216,6 +219,19 @@ class MemoryStore:
                 self._created.pop((kind, sid), None)
                 self._events.pop((kind, sid), None)
                 del self._written[("delivery", f"{kind}:{sid}")]
+            return len(old)
+
+    def purge_voicemails(self, unchanged_since: float) -> int:
+        with self._lock:
+            old = [
+                sid
+                for sid in {*self._parties, *self._recordings}
+                if self._written[("voicemail", sid)] < unchanged_since
+            ]
+            for sid in old:
+                self._parties.pop(sid, None)
+                self._recordings.pop(sid, None)
+                del self._written[("voicemail", sid)]
             return len(old)
 
     def create_broadcast(self, record: BroadcastRecord) -> bool:

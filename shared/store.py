@@ -206,6 +206,11 @@ class Store(Protocol):
         """Delete delivery records last written before `unchanged_since` (clock time)."""
         ...
 
+    def purge_voicemails(self, unchanged_since: float) -> int:
+        """Delete the voicemails of calls (who called, each recording) last written before
+        `unchanged_since` (clock time); how many calls' were deleted."""
+        ...
+
     def is_opted_out(self, number: str, sender: str) -> bool: ...
 
     # Conversations (shared/conversations.py): what each caller exchanged with a number.

@@ -400,16 +400,27 @@ class TableStore:
     def purge_deliveries(self, unchanged_since: float) -> int:
         # A delivery is its SID's partition (the create's row, one per status): it goes
         # whole, once no row of it changed since, or a late callback would outlive its owner.
-        table = self._table("Deliveries")
+        return self._purge_partitions("Deliveries", unchanged_since)
+
+    @_available
+    def purge_voicemails(self, unchanged_since: float) -> int:
+        # A call's partition (who called, its recordings' statuses) goes whole, like a
+        # delivery: a late recording callback keeps who called beside it.
+        return self._purge_partitions("Voicemails", unchanged_since)
+
+    def _purge_partitions(self, table_name: str, unchanged_since: float) -> int:
+        """Delete each partition none of whose rows changed since `unchanged_since`, in one
+        transaction (a partition stays far below its 100 rows); how many were deleted."""
+        table = self._table(table_name)
         old = table.query_entities(
             "updated_at lt @t", parameters={"t": float(unchanged_since)}, select=["PartitionKey"]
         )
         deleted = 0
-        for sid in dict.fromkeys(entity["PartitionKey"] for entity in old):
-            rows = list(table.query_entities("PartitionKey eq @pk", parameters={"pk": sid}))
+        for pk in dict.fromkeys(entity["PartitionKey"] for entity in old):
+            rows = list(table.query_entities("PartitionKey eq @pk", parameters={"pk": pk}))
             if any(row.get("updated_at", unchanged_since) >= unchanged_since for row in rows):
                 continue
-            try:  # only as read: a callback landing meanwhile keeps the whole delivery
+            try:  # only as read: a callback landing meanwhile keeps the whole partition
                 table.submit_transaction([
                     ("delete", row, {
                         "etag": row.metadata["etag"],

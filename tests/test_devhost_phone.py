@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from devhost.phone import WebhookAnswer, inbound_sms_params, post_webhook
+from devhost.phone import WebhookAnswer, country_of, inbound_sms_params, post_webhook
 from devhost.serving import BackgroundServer
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, free_port
 
@@ -84,6 +84,11 @@ def test_inbound_sms_params_are_twilios() -> None:
         "MediaUrl1": "https://example.com/b.png", "MediaContentType1": "image/png",
         "OptOutType": "STOP",
     }  # fmt: skip
+
+
+def test_country_of_is_the_codes_main_region_or_empty() -> None:
+    numbers = ("+14155550100", "+447700900123", "anonymous", "+999123", "")
+    assert [country_of(n) for n in numbers] == ["US", "GB", "", "", ""]
 
 
 def test_each_message_gets_a_new_sid_and_no_service_by_default() -> None:

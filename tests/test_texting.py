@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from multidict import MultiDict
 
 from devhost.sandbox import SANDBOX, SandboxConfig, TwilioError, create_sandbox_app
@@ -79,6 +81,18 @@ def test_stop_is_twilios_to_answer_and_to_enforce_until_start(app: Receiver) -> 
     sandbox, _ = texts(app.url, "STOP", "Start")
     assert refusal(sandbox, From=VALID_FROM) is None
     assert sent_back(sandbox) == [TWILIO_REPLIES["STOP"], TWILIO_REPLIES["START"]]
+
+
+def test_reset_forgets_the_phones_texts_and_its_stop(app: Receiver) -> None:
+    sandbox, _ = texts(app.url, "STOP")
+    assert (len(sandbox.state.messages), refusal(sandbox, From=VALID_FROM)) == (3, 21610)
+
+    async def reset() -> str | None:
+        answer: web.Response = await sandbox.reset(make_mocked_request("POST", "/sandbox/reset"))
+        return answer.text
+
+    assert asyncio.run(reset()) == '{"reset": true}'
+    assert (sandbox.state.messages, refusal(sandbox, From=VALID_FROM)) == ({}, None)
 
 
 def test_through_a_messaging_service_stop_holds_for_the_service(app: Receiver) -> None:
