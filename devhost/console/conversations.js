@@ -5,15 +5,8 @@
 "use strict";
 
 (() => {
-  const $ = (selector) => document.querySelector(selector);
+  // $ and element are console.js's, loaded first (index.html).
   const cards = new Map(); // phone -> {card, bubbles}
-
-  function element(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
 
   function phoneOf(message) {
     return message.direction === "inbound" ? message.from : message.to;
