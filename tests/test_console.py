@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -48,7 +48,14 @@ def browser() -> Iterator[WebDriver]:
 
 
 def wait(driver: WebDriver, seconds: float = 15) -> WebDriverWait[WebDriver]:
-    return WebDriverWait(driver, seconds, poll_frequency=0.1)
+    # The lists re-render every second: an element a condition found can go stale before the
+    # condition reads it (element_to_be_clickable does), which only means "look again".
+    return WebDriverWait(
+        driver,
+        seconds,
+        poll_frequency=0.1,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    )
 
 
 def test_send_an_sms_and_see_it_delivered(browser: WebDriver, devhost: DevHost) -> None:
