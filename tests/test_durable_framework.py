@@ -418,3 +418,18 @@ def test_a_purge_by_filter_reads_its_query_as_the_extension_does() -> None:
     assert durable.instances == {}
     assert asyncio.run(purge(since_ever)) == api.ApiResponse(404)
     assert asyncio.run(purge({"createdTimeFrom": "yesterday"})).status == 400
+
+
+def test_an_instances_created_time_is_its_last_generations_start_as_on_azure_storage() -> None:
+    def orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
+        if context.get_input() == 0:
+            yield context.create_timer(context.current_utc_datetime + timedelta(hours=1))
+            context.continue_as_new(1)
+        return context.get_input()
+
+    durable = framework({"o": orchestrator}, {})
+    instance_id = durable.start("o", 0)
+    durable.run()
+    status = asyncio.run(durable.client().get_status(instance_id))
+    assert (status.runtime_status.name, status.output) == ("Completed", 1)
+    assert status.created_time == EPOCH + timedelta(hours=1)
