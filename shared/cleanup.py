@@ -53,7 +53,9 @@ if TYPE_CHECKING:
 # NCRONTAB (seconds first), UTC: daily, off the hour, when traffic is low in most zones.
 SCHEDULE = "0 17 3 * * *"
 DAY_SECONDS = 86400
-# The statuses an orchestration ends in (Canceled is never set by Durable Functions).
+# What a broadcast's orchestrations end in: completed, failed (an orchestrator error, a
+# chunk's retries spent), terminated (a cancel). Running, Pending or ContinuedAsNew ones
+# still read their chunks and are never named.
 ENDED_STATUSES = (
     OrchestrationRuntimeStatus.Completed,
     OrchestrationRuntimeStatus.Failed,
