@@ -211,8 +211,9 @@ async def serve(args: argparse.Namespace, sandbox_token: str | None) -> None:
     host_app = create_host_app([public_host] if public_host else [])
     if sandbox_app is not None:
         add_console(host_app, sandbox_app, durable)
-    add_admin_routes(host_app, worker, indexed)  # before the catch-all function routes
-    add_function_routes(host_app, worker, routes, durable.client_binding if durable else None)
+    client_binding = durable.client_binding if durable else None
+    add_admin_routes(host_app, worker, indexed, client_binding)  # before the catch-all routes
+    add_function_routes(host_app, worker, routes, client_binding)
     host_url = await _start(host_app, host, port, runners)
     if not os.environ.get("PUBLIC_BASE_URL", "").strip():
         os.environ["PUBLIC_BASE_URL"] = host_url

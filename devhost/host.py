@@ -74,13 +74,17 @@ def http_routes(functions: list[IndexedFunction], prefix: str) -> list[HttpRoute
                 methods=methods,
                 auth_level=str(trigger.get("authLevel", "function")).lower(),
                 trigger_arg=str(trigger["name"]),
-                durable_arg=next(
-                    (str(b["name"]) for b in function.bindings if b.get("type") == "durableClient"),
-                    None,
-                ),
+                durable_arg=durable_arg(function),
             )
         )
     return routes
+
+
+def durable_arg(function: IndexedFunction) -> str | None:
+    """The name of the function's durableClient input binding, if it takes one."""
+    return next(
+        (str(b["name"]) for b in function.bindings if b.get("type") == "durableClient"), None
+    )
 
 
 def _refuse_as_the_host_does(
@@ -165,11 +169,15 @@ def timer_functions(functions: list[IndexedFunction]) -> list[IndexedFunction]:
 
 
 def add_admin_routes(
-    app: web.Application, worker: InProcessWorker, functions: list[IndexedFunction]
+    app: web.Application,
+    worker: InProcessWorker,
+    functions: list[IndexedFunction],
+    durable_client: Callable[[str], str] | None = None,
 ) -> None:
     """`POST /admin/functions/{name}` runs a timer function now, through the worker, as
     the host's admin API does; timers are not run on their schedule here. Unlike the
-    host (202 at once) it answers when the run is over: 202, or 500 with the error."""
+    host (202 at once) it answers when the run is over: 202, or 500 with the error.
+    A timer that takes a durableClient gets `durable_client(origin)`, or answers 501."""
     timers = {f.name.lower(): f for f in timer_functions(functions)}
 
     async def run_now(request: web.Request) -> web.Response:
@@ -177,7 +185,13 @@ def add_admin_routes(
         if function is None or not reached_by_own_name(request):  # the host wants its master key
             return web.Response(status=404)
         trigger_arg = str(function.trigger["name"])
-        invocation = await worker.invoke(function, {trigger_arg: rpc.TypedData(json=_TIMER_NOW)})
+        inputs = {trigger_arg: rpc.TypedData(json=_TIMER_NOW)}
+        if (client_arg := durable_arg(function)) is not None:
+            if durable_client is None:
+                return _durable_unavailable()
+            origin = f"{request.scheme}://{request.host}"
+            inputs[client_arg] = rpc.TypedData(string=durable_client(origin))
+        invocation = await worker.invoke(function, inputs)
         if not invocation.succeeded:
             logger.error("Function %s failed: %s", function.name, invocation.error)
             return web.Response(status=500, text=invocation.error)

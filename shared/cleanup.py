@@ -18,29 +18,51 @@
   deleted together `STATE_RETENTION_DAYS` after their last change (the last result
   recorded, or a cancel), once finished (`store.broadcast_finished`: every recipient has
   a result, or it was cancelled). One still running stays, however old: it still reads its
-  chunks and records results. Durable Functions' own history of its orchestrations is the
-  extension's, not deleted here.
+  chunks and records results.
+- Durable Functions' history of the broadcasts' orchestrations (their inputs, the chunks
+  of numbers activities returned, results): purged through the extension once they ended
+  (completed, failed, terminated) and were created more than `STATE_RETENTION_DAYS` ago
+  (`purge_history` says why created). Running or pending ones stay, however old.
 - Conversations: each message is kept `STATE_RETENTION_DAYS` after it was sent or
   received; a caller's link to a number as long after its last send there (replies
   arriving later are stored, shown to nobody).
 
 Opt-outs are never deleted: a STOP holds until the recipient opts in again at Twilio.
 Every delete is conditional on the row being as it was read, so a row in use again since
-(a key claimed anew, a counter charged) stays.
+(a key claimed anew, a counter charged) stays. The app's state and Durable's history are
+purged each even when the other fails (`run`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from azure.durable_functions import OrchestrationRuntimeStatus
 
 from shared.limits import SLOTS
 from shared.settings import Settings
 from shared.store import Store
 
+if TYPE_CHECKING:
+    from azure.durable_functions import DurableOrchestrationClient
+
 # NCRONTAB (seconds first), UTC: daily, off the hour, when traffic is low in most zones.
 SCHEDULE = "0 17 3 * * *"
 DAY_SECONDS = 86400
+# What a broadcast's orchestrations end in: completed, failed (an orchestrator error, a
+# chunk's retries spent), terminated (a cancel). Running, Pending or ContinuedAsNew ones
+# still read their chunks and are never named.
+ENDED_STATUSES = (
+    OrchestrationRuntimeStatus.Completed,
+    OrchestrationRuntimeStatus.Failed,
+    OrchestrationRuntimeStatus.Terminated,
+)
+# The extension requires a lower bound on the created time; nothing was created before it.
+SINCE_EVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 logger = logging.getLogger(__name__)
 
@@ -88,3 +110,43 @@ def purge(store: Store, settings: Settings, now: float) -> Purged:
         purged.broadcasts,
     )  # fmt: skip
     return purged
+
+
+async def purge_history(client: DurableOrchestrationClient, settings: Settings, now: float) -> int:
+    """Delete Durable's history of the orchestrations that ended and were created before
+    the retention; how many instances went.
+
+    The extension filters on creation, not on the end: created before `now - retention`
+    and ended (ENDED_STATUSES; one still running never matches, however old). On Azure
+    Storage an instance's created time is its current execution's start, and a broadcast
+    continues as new every CHUNKS_PER_GENERATION chunks, each chunk an instance of its own:
+    so one that ended after the cutoff goes early by at most one execution's length
+    (minutes to hours), against STATE_RETENTION_DAYS days.
+    """
+    cutoff = datetime.fromtimestamp(now - settings.state_retention_days * DAY_SECONDS, UTC)
+    result = await client.purge_instance_history_by(
+        created_time_from=SINCE_EVER, created_time_to=cutoff, runtime_status=list(ENDED_STATUSES)
+    )
+    deleted: int = result.instances_deleted
+    logger.info("Cleanup deleted the Durable history of %d ended orchestrations", deleted)
+    return deleted
+
+
+async def run(
+    store: Store, client: DurableOrchestrationClient, settings: Settings, now: float
+) -> tuple[Purged | None, int | None]:
+    """The timer's work: the app's state and Durable's history, each done even when the
+    other fails (None: it failed, and the log says so)."""
+    purged: Purged | None = None
+    deleted: int | None = None
+    try:
+        # The store's calls block: off the event loop, as a sync function would run.
+        purged = await asyncio.to_thread(purge, store, settings, now)
+    except Exception as exc:
+        # The type only: a storage error's text may quote keys, and keys hold numbers.
+        logger.error("Cleanup could not delete the app's expired state: %s", type(exc).__name__)
+    try:
+        deleted = await purge_history(client, settings, now)
+    except Exception as exc:
+        logger.error("Cleanup could not delete Durable's history: %s: %s", type(exc).__name__, exc)
+    return purged, deleted

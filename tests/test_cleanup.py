@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+import socket
+from collections.abc import Generator, Mapping
 from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
 
+import azure.durable_functions as df
 import pytest
+from azure.durable_functions import DurableOrchestrationClient
 
+from devhost.durable import api
+from devhost.durable.framework import EPOCH, DurableFramework
+from devhost.durable.replay import handle_for
 from shared import cleanup, limits
 from shared.delivery_status import Created, StatusEvent
+from shared.memory_store import MemoryStore
 from shared.settings import Limit, Settings
 from shared.store import Attempt, BroadcastRecord, IdempotencyRecord, Shards, Slots, Store
 from shared.table_store import TableStore
@@ -209,3 +219,115 @@ def test_a_counter_deleted_while_it_is_charged_is_charged_afresh(
 
     store.update_counters(["c"], charge)
     assert (raced, counter(store, "c")) == ([1], {2: 1})
+
+
+# Durable's history ------------------------------------------------------------------------
+
+
+def ending(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    """Ends as its input says: "done", "fail", or "wait" (for an event: still running)."""
+    how = context.get_input()
+    if how == "wait":
+        yield context.wait_for_external_event("go")
+    if how == "fail":
+        raise ValueError("boom")
+    return how
+
+
+def durable_at(start: datetime) -> DurableFramework:
+    return DurableFramework({"o": handle_for(ending)}, {}, start=start)
+
+
+def seconds(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def test_ended_orchestrations_created_before_the_retention_lose_their_history(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    durable = durable_at(EPOCH)
+    for instance_id, how in (("old-done", "done"), ("old-failed", "fail"), ("old-running", "wait")):
+        durable.start("o", how, instance_id)
+    durable.start("o", "wait", "old-terminated")
+    durable.run()
+    durable.terminate("old-terminated", "enough")
+    durable.run()
+    durable.now = EPOCH + timedelta(days=20)
+    durable.start("o", "done", "recent-done")
+    durable.run()
+    assert {i: x.status for i, x in durable.instances.items()} == {
+        "old-done": "Completed", "old-failed": "Failed", "old-running": "Running",
+        "old-terminated": "Terminated", "recent-done": "Completed",
+    }  # fmt: skip
+    client, store = durable.client(), MemoryStore()
+    retention = timedelta(days=SETTINGS.state_retention_days)
+
+    # A second short of the retention since their creation: nothing goes.
+    just_before = seconds(EPOCH + retention) - 1
+    assert asyncio.run(cleanup.run(store, client, SETTINGS, just_before))[1] == 0
+    assert len(durable.instances) == 5
+    with caplog.at_level(logging.INFO, logger="shared.cleanup"):
+        caplog.clear()
+        purged, deleted = asyncio.run(cleanup.run(store, client, SETTINGS, just_before + 1))
+    assert (purged, deleted) == (cleanup.Purged(0, 0, 0, 0, 0, 0), 3)
+    assert sorted(durable.instances) == ["old-running", "recent-done"]
+    assert caplog.messages[-1] == "Cleanup deleted the Durable history of 3 ended orchestrations"
+    # Years on, the running one still stays; the recent one goes once old enough.
+    later = seconds(EPOCH + timedelta(days=3650))
+    assert asyncio.run(cleanup.purge_history(client, SETTINGS, later)) == 1
+    assert sorted(durable.instances) == ["old-running"]
+
+
+def test_an_unreachable_extension_is_logged_and_the_state_is_purged_all_the_same(
+    caplog: pytest.LogCaptureFixture, fake_clock: FakeClock
+) -> None:
+    from azure.durable_functions.models.utils import http_utils
+
+    with socket.socket() as probe:  # a port nobody listens on: the extension is down
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    binding = api.client_binding(
+        "http://127.0.0.1:1", f"http://127.0.0.1:{port}/durabletask/", "Hub", "key"
+    )
+    store = MemoryStore()
+    put_key(store, "expired", fake_clock.time - 1)
+
+    async def scenario() -> tuple[cleanup.Purged | None, int | None]:
+        try:
+            return await cleanup.run(
+                store, DurableOrchestrationClient(binding), SETTINGS, fake_clock.time
+            )
+        finally:
+            await http_utils._close_session()
+
+    with caplog.at_level(logging.INFO, logger="shared.cleanup"):
+        assert asyncio.run(scenario()) == (cleanup.Purged(1, 0, 0, 0, 0, 0), None)
+    assert not key_exists(store, "expired")
+    assert [r.levelname for r in caplog.records] == ["INFO", "ERROR"]
+    assert (
+        caplog.records[1]
+        .getMessage()
+        .startswith("Cleanup could not delete Durable's history: ClientConnectorError: ")
+    )
+
+
+class BrokenStore(MemoryStore):
+    def purge_keys(self, now: float) -> int:
+        raise RuntimeError("PartitionKey '+14155550100' is not there")
+
+
+def test_a_failing_store_is_logged_without_its_text_and_history_is_purged_all_the_same(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    durable = durable_at(EPOCH)
+    durable.start("o", "done", "old-done")
+    durable.run()
+    later = seconds(EPOCH + timedelta(days=365))
+    with caplog.at_level(logging.INFO, logger="shared.cleanup"):
+        result = asyncio.run(cleanup.run(BrokenStore(), durable.client(), SETTINGS, later))
+    assert result == (None, 1)
+    assert durable.instances == {}
+    assert caplog.messages == [
+        "Cleanup could not delete the app's expired state: RuntimeError",
+        "Cleanup deleted the Durable history of 1 ended orchestrations",
+    ]

@@ -453,3 +453,42 @@ def test_the_console_and_programs_are_not_web_pages_from_elsewhere(devhost: DevH
             headers=headers, timeout=10,
         )  # fmt: skip
         assert response.status_code == 201, response.text
+
+
+def test_a_timer_that_takes_a_durable_client_gets_the_stand_ins_or_answers_501() -> None:
+    import asyncio
+    from typing import Any, cast
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from devhost.host import add_admin_routes
+    from devhost.worker import IndexedFunction, InProcessWorker, Invocation
+
+    timer = IndexedFunction(
+        "Cleanup",
+        "Cleanup",
+        (
+            {"type": "timerTrigger", "name": "timer", "direction": "in"},
+            {"type": "durableClient", "name": "client", "direction": "in"},
+        ),
+    )
+    received: list[dict[str, Any]] = []
+
+    class Worker:
+        async def invoke(self, function: IndexedFunction, inputs: Any, **_: Any) -> Invocation:
+            received.append({name: data.WhichOneof("data") for name, data in inputs.items()})
+            received.append({"client": inputs["client"].string})
+            return Invocation(succeeded=True)
+
+    async def run_now(binding: Any) -> int:
+        app = web.Application()
+        add_admin_routes(app, cast(InProcessWorker, Worker()), [timer], binding)
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            return (await client.post("/admin/functions/Cleanup")).status
+
+    assert asyncio.run(run_now(None)) == 501
+    assert received == []
+    assert asyncio.run(run_now(lambda origin: f"binding for {origin}")) == 202
+    assert received[0] == {"timer": "json", "client": "string"}
+    assert received[1]["client"].startswith("binding for http://127.0.0.1:")

@@ -386,3 +386,50 @@ def test_the_client_api_answers_as_the_extension_does() -> None:
         ("Completed", '{"went": true}'),
         None,
     ]
+
+
+def test_a_purge_by_filter_reads_its_query_as_the_extension_does() -> None:
+    from devhost.durable import api
+
+    def orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
+        return (yield context.call_activity("A", context.get_input()))
+
+    durable = framework({"o": orchestrator}, {"A": lambda x: x})
+    durable.start("o", 1)
+    durable.run()
+    durable.now += timedelta(hours=1)
+    later = durable.start("o", 2)
+
+    async def purge(query: dict[str, str]) -> api.ApiResponse:
+        return await api.handle(
+            durable, "DELETE", "instances/", query, None, content_type=None, origin="x"
+        )
+
+    # The year as strftime writes datetime.min on Linux ("1-01-01") is padded; an unreadable
+    # createdTimeTo is now; " 1 " is Completed by its number.
+    since_ever = {"createdTimeFrom": "1-01-01T00:00:00.000000Z", "createdTimeTo": "then"}
+    answer = asyncio.run(purge(since_ever | {"runtimeStatus": " 1 "}))
+    assert (answer.status, answer.body) == (200, {"instancesDeleted": 1})
+    assert list(durable.instances) == [later]
+    # No terminal status named (names are case-sensitive): no status condition, as the
+    # Azure Storage provider does; the pending instance goes.
+    answer = asyncio.run(purge(since_ever | {"runtimeStatus": "completed,Pending"}))
+    assert (answer.status, answer.body) == (200, {"instancesDeleted": 1})
+    assert durable.instances == {}
+    assert asyncio.run(purge(since_ever)) == api.ApiResponse(404)
+    assert asyncio.run(purge({"createdTimeFrom": "yesterday"})).status == 400
+
+
+def test_an_instances_created_time_is_its_last_generations_start_as_on_azure_storage() -> None:
+    def orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
+        if context.get_input() == 0:
+            yield context.create_timer(context.current_utc_datetime + timedelta(hours=1))
+            context.continue_as_new(1)
+        return context.get_input()
+
+    durable = framework({"o": orchestrator}, {})
+    instance_id = durable.start("o", 0)
+    durable.run()
+    status = asyncio.run(durable.client().get_status(instance_id))
+    assert (status.runtime_status.name, status.output) == ("Completed", 1)
+    assert status.created_time == EPOCH + timedelta(hours=1)

@@ -9,6 +9,7 @@ import json
 import signal
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
@@ -279,3 +280,73 @@ def test_an_activity_in_flight_when_the_host_died_runs_again() -> None:
     instance = asyncio.run(scenario())
     assert (instance.status, instance.output, runs) == ("Completed", {"done": "x"}, ["x", "x"])
     assert worker.calls == ["o", "work", "work", "o"]
+
+
+# Purging history, through the SDK's own client -----------------------------------------------
+
+
+@pytest.mark.parametrize("kept_in", ["memory", "tables"])
+def test_purge_instance_history_by_reaches_the_stand_in_as_on_azure(
+    kept_in: str, request: pytest.FixtureRequest
+) -> None:
+    from azure.durable_functions import DurableOrchestrationClient
+    from azure.durable_functions.models.OrchestrationRuntimeStatus import (
+        OrchestrationRuntimeStatus as Status,
+    )
+    from azure.durable_functions.models.utils import http_utils
+
+    from devhost.durable.store import DurableStore
+    from devhost.durable.table_store import TableDurableStore
+    from tests.test_durable_store import stored
+
+    store: DurableStore = MemoryDurableStore()
+    if kept_in == "tables":
+        azurite: Azurite = request.getfixturevalue("azurite")
+        store = TableDurableStore(azurite.connection_string, f"{table_prefix()}Durable")
+    day = timedelta(days=1)
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    stored(store, "done", "Completed", start, waiting=False)
+    stored(store, "failed", "Failed", start + day, waiting=False)
+    stored(store, "terminated", "Terminated", start + 2 * day, waiting=False)
+    stored(store, "running", "Running", start, waiting=False)
+    stored(store, "recent", "Completed", start + 10 * day, waiting=False)
+    ended = [Status.Completed, Status.Failed, Status.Terminated]
+    # Nothing waits in an inbox: the stand-in has nothing to run (no orchestrator "o").
+    worker = ScriptedWorker({}, {})
+
+    async def scenario() -> list[Any]:
+        standin = DurableStandIn(
+            cast(InProcessWorker, worker), worker.functions(), store, task_hub=HUB
+        )
+        await standin.start()
+        client = DurableOrchestrationClient(standin.client_binding("http://127.0.0.1:1"))
+        answers: list[Any] = []
+        try:
+            first = await client.purge_instance_history_by(start, start + 5 * day, ended)
+            again = await client.purge_instance_history_by(start, start + 5 * day, ended)  # 404
+            answers += [first.instances_deleted, again.instances_deleted]
+            ids = ("done", "failed", "terminated", "running", "recent")
+            answers.append([i for i in ids if await standin.get(i) is not None])
+            base = standin.rpc_base_url
+            # createdTimeFrom is required: the extension answers 400, the SDK raises.
+            session = await http_utils._get_session()
+            async with session.delete(f"{base}instances/") as response:
+                answers.append((response.status, await response.json()))
+            # No terminal status named: no status condition at all, running ones go too.
+            async with session.delete(
+                f"{base}instances/?createdTimeFrom=2026-03-01T00:00:00.000000Z"
+                "&createdTimeTo=2026-03-01T00:00:00.000000Z&runtimeStatus=Running"
+            ) as response:
+                answers.append((response.status, await response.json()))
+        finally:
+            await http_utils._close_session()
+            await standin.close()
+        return answers
+
+    assert asyncio.run(scenario()) == [
+        3,
+        0,
+        ["running", "recent"],
+        (400, "Please provide value for 'createdTimeFrom' parameter."),
+        (200, {"instancesDeleted": 1}),
+    ]

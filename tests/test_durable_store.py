@@ -4,7 +4,7 @@ Storage on a real Azurite."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -65,3 +65,54 @@ def test_an_instance_round_trips_with_its_history_and_inbox(store: DurableStore)
     fresh, again = instances.new_instance("chunk", "p:3", None, EPOCH, "e9")
     assert store.create(fresh, again)
     assert (store.load("p:3") or instance).execution_id == "e9"
+
+
+def stored(
+    store: DurableStore, instance_id: str, status: str, created: datetime, *, waiting: bool = True
+) -> None:
+    """An instance with a history (and a message waiting), as an episode leaves it."""
+    instance, start = instances.new_instance("o", instance_id, '"in"', created, f"e-{instance_id}")
+    assert store.create(instance, start)
+    instance.status = status
+    instance.history = [h.orchestrator_started(created), start.event]
+    late = Message(instance_id, None, h.event_raised(created, "late", None), f"late-{instance_id}")
+    store.commit(instance, 0, [start.key], [late] if waiting else [])
+
+
+def test_a_purge_takes_the_instances_created_in_range_with_those_statuses(
+    store: DurableStore,
+) -> None:
+    day = timedelta(days=1)
+    stored(store, "old-done", "Completed", EPOCH)
+    stored(store, "old-failed", "Failed", EPOCH + day)
+    stored(store, "old-running", "Running", EPOCH)
+    stored(store, "new-done", "Completed", EPOCH + 3 * day)
+    ended = frozenset({"Completed", "Failed", "Terminated"})
+
+    # Both ends inclusive, as the provider's query (ge, le).
+    assert store.purge(EPOCH, EPOCH + day, ended) == 2
+    for gone in ("old-done", "old-failed"):
+        assert store.load(gone) is None
+        assert store.messages(gone) == []
+    assert {i: (store.load(i) or instance_of(i)).status for i in ("old-running", "new-done")} == {
+        "old-running": "Running",
+        "new-done": "Completed",
+    }
+    assert store.purge(EPOCH, EPOCH + day, ended) == 0
+    # No statuses: any status, running too.
+    assert store.purge(EPOCH, EPOCH + 3 * day, None) == 2
+    assert store.unfinished() == []
+    assert (store.load("old-running"), store.load("new-done")) == (None, None)
+
+
+def instance_of(instance_id: str) -> instances.Instance:
+    raise AssertionError(f"{instance_id} should still be stored")
+
+
+def test_a_purge_leaves_no_row_of_the_instance_in_tables(azurite: Azurite) -> None:
+    store = TableDurableStore(azurite.connection_string, f"{table_prefix()}DurableTest")
+    stored(store, "gone", "Completed", EPOCH)
+    stored(store, "kept", "Completed", EPOCH + timedelta(days=1))
+    assert store.purge(EPOCH, EPOCH, frozenset({"Completed"})) == 1
+    rows = store._table.query_entities("PartitionKey ne ''", select=["PartitionKey"])
+    assert {str(r["PartitionKey"]) for r in rows} == {"kept"}

@@ -58,7 +58,7 @@ def test_the_worker_indexes_every_function_with_its_route_and_auth_level() -> No
         "Broadcast": http("broadcasts/{id}", "function", "in:durableClient"),
         "Health": http("health", "anonymous"),
         "OpenApi": http("openapi.json", "anonymous"),
-        "Cleanup": {"trigger": "timerTrigger", "bindings": []},
+        "Cleanup": {"trigger": "timerTrigger", "bindings": ["in:durableClient"]},
         # Durable calls these by function name: the names the orchestrators use.
         orchestration.BROADCAST_ORCHESTRATOR: {"trigger": "orchestrationTrigger", "bindings": []},
         orchestration.CHUNK_ORCHESTRATOR: {"trigger": "orchestrationTrigger", "bindings": []},

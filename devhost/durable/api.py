@@ -2,13 +2,17 @@
 
 The SDK's client sends every call to `rpcBaseUrl` (the extension's loopback listener,
 no auth): POST orchestrators/{name}[/{id}], GET instances/{id}, POST
-instances/{id}/terminate?reason=…, POST instances/{id}/raiseEvent/{event}. The answers
-follow HttpApiHandler: 202 with the check-status payload on start; 404 without a body
-for an unknown instance; 202 (running) or 200 (finished) with the status payload; 410
-for a finished instance on terminate and raiseEvent; 400 `{Message, ExceptionMessage,
+instances/{id}/terminate?reason=…, POST instances/{id}/raiseEvent/{event}, DELETE
+instances/?createdTimeFrom=…[&createdTimeTo=…][&runtimeStatus=A,B] (purge_instance_history_by).
+The answers follow HttpApiHandler: 202 with the check-status payload on start; 404 without
+a body for an unknown instance; 202 (running) or 200 (finished) with the status payload;
+410 for a finished instance on terminate and raiseEvent; 400 `{Message, ExceptionMessage,
 ExceptionType, StackTrace}` for an unknown orchestrator or a bad id; 500 with the same
 shape when the id is taken by an instance that is still running (DTFx's
-OrchestrationAlreadyExistsException, which the SDK raises with that body).
+OrchestrationAlreadyExistsException, which the SDK raises with that body); on a purge,
+200 `{"instancesDeleted": n}`, or 404 without a body when none matched, and 400 with a
+JSON string when createdTimeFrom is missing or unreadable (`_purge` says which instances
+match).
 
 `handle()` is transport-free: the stand-in serves it over aiohttp, the test framework
 calls it in-process from a real DurableOrchestrationClient.
@@ -35,7 +39,15 @@ _START = re.compile(r"orchestrators/(?P<name>[^/]+)(?:/(?P<id>[^/]+))?/?")
 _INSTANCE = re.compile(r"instances/(?P<id>[^/]+)/?")
 _TERMINATE = re.compile(r"instances/(?P<id>[^/]+)/terminate/?")
 _RAISE = re.compile(r"instances/(?P<id>[^/]+)/raiseEvent/(?P<event>[^/]+)/?")
+_ALL_INSTANCES = re.compile(r"instances/?")
 _STILL_RUNNING = ("Running", "Pending", "ContinuedAsNew", "Suspended")
+# DurableTask.Core's OrchestrationStatus, by value: the query may name a status either way.
+_STATUSES = (
+    "Running", "Completed", "ContinuedAsNew", "Failed", "Canceled", "Terminated", "Pending",
+    "Suspended",
+)  # fmt: skip
+# The only statuses the Azure Storage provider purges by filter (AzureTableTrackingStore).
+_PURGEABLE = frozenset({"Completed", "Terminated", "Canceled", "Failed"})
 
 
 class Backend(Protocol):
@@ -57,6 +69,13 @@ class Backend(Protocol):
     async def get(self, instance_id: str) -> Instance | None: ...
 
     async def send(self, message: Message) -> None: ...
+
+    async def purge(
+        self, created_from: datetime, created_to: datetime, statuses: frozenset[str] | None
+    ) -> int:
+        """Delete every instance created in [created_from, created_to] whose status is in
+        `statuses` (any status: None), with its history and messages; how many."""
+        ...
 
     def clock(self) -> datetime:
         """Now, by the backend's clock (virtual in the test framework)."""
@@ -97,6 +116,8 @@ async def handle(
             return await _raise_event(backend, match["id"], match["event"], body, content_type)
         if (match := _INSTANCE.fullmatch(path)) and method == "GET":
             return await _status(backend, match["id"], query, f"{origin}/durabletask/{path}")
+        if _ALL_INSTANCES.fullmatch(path) and method == "DELETE":
+            return await _purge(backend, query)
     except _BadArgument as exc:
         return _error(400, "One or more of the arguments submitted is incorrect", exc)
     return ApiResponse(404)
@@ -195,6 +216,48 @@ async def _raise_event(
     event = h.event_raised(backend.clock(), name, None if value is None else h.json_text(value))
     await backend.send(Message(instance_id, None, event, f"event:{uuid.uuid4().hex}"))
     return ApiResponse(202)
+
+
+async def _purge(backend: Backend, query: Mapping[str, str]) -> ApiResponse:
+    """HandleDeleteHistoryWithFiltersRequestAsync on the Azure Storage provider: created
+    in [createdTimeFrom, createdTimeTo] (both inclusive; createdTimeTo defaults to now),
+    status among runtimeStatus's terminal ones. Unreadable statuses are dropped, and when
+    no terminal one is left there is no status condition at all: every instance created
+    in range goes, running or not, as it does on Azure. Callers name their statuses."""
+    created_from = _query_time(query.get("createdtimefrom"))
+    if created_from is None:
+        return ApiResponse(400, "Please provide value for 'createdTimeFrom' parameter.")
+    created_to = _query_time(query.get("createdtimeto")) or backend.clock()
+    named = {_status_name(s) for s in query.get("runtimestatus", "").split(",")}
+    statuses = frozenset(s for s in named if s in _PURGEABLE) or None
+    deleted = await backend.purge(created_from, created_to, statuses)
+    if deleted == 0:
+        return ApiResponse(404)
+    return ApiResponse(200, {"instancesDeleted": deleted})
+
+
+def _query_time(text: str | None) -> datetime | None:
+    """A query's DateTime as the extension reads it; the SDK sends `%Y-%m-%dT%H:%M:%S.%fZ`,
+    whose year strftime may leave unpadded (year 1 is `1-01-01…`), which the extension pads."""
+    if not text:
+        return None
+    year, dash, rest = text.partition("-")
+    if dash and 0 < len(year) < 4 and year.isdigit():
+        text = f"{year.zfill(4)}-{rest}"
+    try:
+        return h.parse_timestamp(text)
+    except ValueError:
+        return None
+
+
+def _status_name(text: str) -> str | None:
+    """Enum.TryParse: a member's name (case-sensitive) or its number, spaces around ignored."""
+    text = text.strip()
+    if text in _STATUSES:
+        return text
+    if text.isdigit() and int(text) < len(_STATUSES):
+        return _STATUSES[int(text)]
+    return None
 
 
 def management_payload(

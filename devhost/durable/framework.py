@@ -44,6 +44,7 @@ from devhost.durable.instances import (
     activity_failure,
 )
 from devhost.durable.replay import Handle, replay
+from devhost.durable.store import purged_by
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 ORIGIN = "http://127.0.0.1:17071"
@@ -224,8 +225,12 @@ class DurableFramework:
         async def get(url: str, *_: Any, **__: Any) -> list[Any]:
             return await self._request("GET", url, None)
 
+        async def delete(url: str, *_: Any, **__: Any) -> list[Any]:
+            return await self._request("DELETE", url, None)
+
         client._post_async_request = post
         client._get_async_request = get
+        client._delete_async_request = delete
         return client
 
     # Backend (api.py) ------------------------------------------------------------------
@@ -239,6 +244,19 @@ class DurableFramework:
     async def send(self, message: Message) -> None:
         self._deliver(message)
 
+    async def purge(
+        self, created_from: datetime, created_to: datetime, statuses: frozenset[str] | None
+    ) -> int:
+        doomed = [
+            i
+            for i, x in self.instances.items()
+            if purged_by(x.created, x.status, created_from, created_to, statuses)
+        ]
+        for instance_id in doomed:
+            del self.instances[instance_id]
+        self._messages = [(n, m) for n, m in self._messages if m.instance_id not in doomed]
+        return len(doomed)
+
     def clock(self) -> datetime:
         return self.now
 
@@ -251,6 +269,7 @@ class DurableFramework:
         )  # fmt: skip
         if answer.body is None and method == "GET":
             return [answer.status, ""]  # what the SDK's get helper makes of an empty body
+        # The delete helper reads the body with response.json(), None when it is empty.
         return [answer.status, answer.body]
 
     # The loop ----------------------------------------------------------------------------

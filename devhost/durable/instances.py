@@ -273,11 +273,14 @@ def _continue_as_new(
         ],
     )
     outcome.ended_executions.append(ended)
-    # DTFx runs the next execution in the same work item, on a fresh history.
+    # DTFx runs the next execution in the same work item, on a fresh history. Its start is
+    # the instance's created time from now on, as Azure Storage records it (CreatedTime
+    # from each ExecutionStarted; azure-functions-durable-extension#2088): status reads and
+    # purges by created time see this generation's start.
     fresh, start = new_instance(
         instance.name, instance.instance_id, input_text, now, new_id(), instance.parent
     )
-    fresh = replace(fresh, created=instance.created, status="Running")
+    fresh = replace(fresh, status="Running")
     fresh.history = [h.orchestrator_started(now), start.event, *decisions.unconsumed_events]
     outcome.instance = fresh
     return Episode(fresh, _context(fresh), now, outcome, carried_status=custom_status)

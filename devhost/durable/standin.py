@@ -176,6 +176,11 @@ class DurableStandIn:
         await asyncio.to_thread(self._store.add_messages, [message])
         self._kick(message.instance_id)
 
+    async def purge(
+        self, created_from: datetime, created_to: datetime, statuses: frozenset[str] | None
+    ) -> int:
+        return await asyncio.to_thread(self._store.purge, created_from, created_to, statuses)
+
     def clock(self) -> datetime:
         return _now()
 

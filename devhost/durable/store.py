@@ -7,6 +7,9 @@ restart is derived from those (standin.py `recover`): activities scheduled but w
 result are run again (at least once, as Durable does), timers are messages with a due
 time, a sub-orchestration the history created but storage lacks is created again.
 
+`purge` is the extension's purge by filter (api.py `_purge`): the instance with its
+history and messages, as the provider deletes its instance row, history rows and blobs.
+
 `commit` is the episode's commit point: history rows first (beyond the stored length
 they are invisible), then the status row together with the consumed messages' deletion
 and the episode's own new messages (its timers).
@@ -57,6 +60,13 @@ class DurableStore(Protocol):
 
     def named(self, name: str) -> list[tuple[str, datetime]]:
         """(id, created) of the instances of orchestrator `name`, any status (the console)."""
+        ...
+
+    def purge(
+        self, created_from: datetime, created_to: datetime, statuses: frozenset[str] | None
+    ) -> int:
+        """Delete the instances created in [created_from, created_to] whose status is in
+        `statuses` (None: any): status, history and messages, as a purge does; how many."""
         ...
 
 
@@ -117,3 +127,30 @@ class MemoryDurableStore:
     def named(self, name: str) -> list[tuple[str, datetime]]:
         with self._lock:
             return [(i, x.created) for i, x in self._instances.items() if x.name == name]
+
+    def purge(
+        self, created_from: datetime, created_to: datetime, statuses: frozenset[str] | None
+    ) -> int:
+        with self._lock:
+            doomed = [
+                i
+                for i, x in self._instances.items()
+                if purged_by(x.created, x.status, created_from, created_to, statuses)
+            ]
+            for instance_id in doomed:
+                del self._instances[instance_id]
+                self._inbox.pop(instance_id, None)
+            return len(doomed)
+
+
+def purged_by(
+    created: datetime,
+    status: str,
+    created_from: datetime,
+    created_to: datetime,
+    statuses: frozenset[str] | None,
+) -> bool:
+    """Whether a purge by filter takes an instance (the provider's query: CreatedTime ge
+    from and le to, RuntimeStatus one of them)."""
+    in_range = created_from <= created <= created_to
+    return in_range and (statuses is None or status in statuses)

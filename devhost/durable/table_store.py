@@ -33,6 +33,7 @@ from azure.data.tables import (
 )
 
 from devhost.durable.instances import RUNNING, Instance, Message, Parent
+from devhost.durable.store import purged_by
 
 logger = logging.getLogger(__name__)
 # azure-core logs every request at INFO; keep the host's log readable.
@@ -152,6 +153,39 @@ class TableDurableStore:
             select=["PartitionKey", "Created"],
         )
         return [(str(row["PartitionKey"]), datetime.fromisoformat(row["Created"])) for row in rows]
+
+    def purge(
+        self, created_from: datetime, created_to: datetime, statuses: frozenset[str] | None
+    ) -> int:
+        status_rows = self._table.query_entities(
+            f"RowKey eq '{STATUS_ROW}'", select=["PartitionKey", "Created", "Status"]
+        )
+        doomed = [
+            str(row["PartitionKey"])
+            for row in status_rows
+            if purged_by(
+                datetime.fromisoformat(row["Created"]), row["Status"], created_from,
+                created_to, statuses,
+            )
+        ]  # fmt: skip
+        for instance_id in doomed:
+            self._delete_partition(instance_id)
+        return len(doomed)
+
+    def _delete_partition(self, partition: str) -> None:
+        # The status row goes last: a purge cut short leaves it, and the next purge that
+        # matches it finds the partition again and deletes the rest.
+        keys = [
+            str(row["RowKey"])
+            for row in self._table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": partition}, select=["RowKey"]
+            )
+        ]
+        deletes = [("delete", {"PartitionKey": partition, "RowKey": k}) for k in keys]
+        rest = [d for d in deletes if d[1]["RowKey"] != STATUS_ROW]
+        for start in range(0, len(rest), BATCH):
+            self._table.submit_transaction(rest[start : start + BATCH])
+        self._one(("delete", {"PartitionKey": partition, "RowKey": STATUS_ROW}))
 
     def _rows(self, partition: str, prefix: str) -> Iterator[Entity]:
         # Row keys sort as strings: every key that starts with `prefix` lies in [prefix, prefix.)
