@@ -132,11 +132,21 @@ async def purge_history(client: DurableOrchestrationClient, settings: Settings, 
     return deleted
 
 
+class Incomplete(Exception):
+    """A purge failed (and was logged). Raised once both were tried, so that the timer's
+    run counts as failed: the host's invocation log and failed-execution alerts show it,
+    where an error line alone would hide behind a run marked succeeded."""
+
+    def __init__(self, purged: Purged | None, deleted: int | None) -> None:
+        super().__init__("Cleanup did not finish: its errors are logged above")
+        self.purged, self.deleted = purged, deleted
+
+
 async def run(
     store: Store, client: DurableOrchestrationClient, settings: Settings, now: float
-) -> tuple[Purged | None, int | None]:
+) -> tuple[Purged, int]:
     """The timer's work: the app's state and Durable's history, each done even when the
-    other fails (None: it failed, and the log says so)."""
+    other fails; Incomplete if either failed (it holds what the other did)."""
     purged: Purged | None = None
     deleted: int | None = None
     try:
@@ -149,4 +159,6 @@ async def run(
         deleted = await purge_history(client, settings, now)
     except Exception as exc:
         logger.error("Cleanup could not delete Durable's history: %s: %s", type(exc).__name__, exc)
+    if purged is None or deleted is None:
+        raise Incomplete(purged, deleted)
     return purged, deleted
