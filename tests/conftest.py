@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import os
@@ -135,6 +136,13 @@ def post_json(handler: Handler, url: str, payload: Any) -> tuple[int, Any]:
 @pytest.fixture(scope="session")
 def indexed() -> list[Any]:
     """The app as the worker indexes it; get_functions() raises if called twice."""
+    return _indexed_once()
+
+
+@functools.cache
+def _indexed_once() -> list[Any]:
+    # Once per process, not per session: `make mutate` (mutmut) runs several pytest
+    # sessions in one process and its forks, where function_app is already indexed.
     from function_app import app
 
     return list(app.get_functions())

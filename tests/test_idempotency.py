@@ -248,13 +248,43 @@ def test_validation_errors_do_not_use_the_key(send_sms: Handler, sandbox: Sandbo
     assert send(send_sms, {"to": VALID_TO, "body": "x"}).status_code == 201
 
 
-@pytest.mark.parametrize("key", ["", "x" * 256, "naïve"])
-def test_malformed_keys_are_400(send_sms: Handler, key: str) -> None:
+@pytest.mark.parametrize("key", ["", "x" * 256, "naïve", "tab\tkey"])
+def test_malformed_keys_are_400(send_sms: Handler, sandbox: Sandbox, key: str) -> None:
     response = send(send_sms, {"to": VALID_TO, "body": "x"}, key=key)
-    assert (response.status_code, body_of(response)["detail"]) == (
+    assert (response.status_code, body_of(response)) == (
         400,
-        "Idempotency-Key must be 1 to 255 printable ASCII characters.",
+        {
+            "type": "urn:twilio-functions:problem:idempotency",
+            "title": "Bad Request",
+            "status": 400,
+            "detail": "Idempotency-Key must be 1 to 255 printable ASCII characters.",
+            "rule": "idempotency-key",
+        },
     )
+    assert sandbox.requests() == []
+
+
+@pytest.mark.parametrize("key", ["x" * 255, "k", "~ !"])
+def test_keys_of_1_to_255_printable_characters_are_used(
+    send_sms: Handler, sandbox: Sandbox, key: str
+) -> None:
+    assert send(send_sms, {"to": VALID_TO, "body": "x"}, key=key).status_code == 201
+    replay = send(send_sms, {"to": VALID_TO, "body": "x"}, key=key)
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (201, "true")
+    assert len(sandbox.messages()) == 1
+
+
+def test_our_own_429_is_not_kept_under_the_key(
+    send_sms: Handler, app_env: SetEnv, sandbox: Sandbox, fake_clock: FakeClock
+) -> None:
+    app_env(LIMIT_PER_CALLER="1/minute")
+    assert send(send_sms, {"to": VALID_TO, "body": "a"}, key="a").status_code == 201
+    refused = send(send_sms, {"to": VALID_TO, "body": "b"}, key="b")
+    assert (refused.status_code, body_of(refused)["rule"]) == (429, "limit")
+    fake_clock.advance(61)  # the limit has room again: the key sends, it replays no 429
+    retry = send(send_sms, {"to": VALID_TO, "body": "b"}, key="b")
+    assert (retry.status_code, "Idempotent-Replayed" in retry.headers) == (201, False)
+    assert len(sandbox.messages()) == 2
 
 
 def test_without_the_header_every_request_sends(send_sms: Handler, sandbox: Sandbox) -> None:

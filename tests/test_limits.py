@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,8 +16,8 @@ import pytest
 from shared.errors import AppError
 from shared.limits import SLOTS, check_before_send, enforce_limits
 from shared.memory_store import MemoryStore
-from shared.settings import Settings, load_settings
-from shared.store import Store
+from shared.settings import Limit, Settings, load_settings
+from shared.store import Store, StoreUnavailable
 from shared.table_store import TableStore
 from tests.conftest import (
     PUBLIC_BASE_URL,
@@ -277,3 +278,68 @@ def test_opt_out_is_remembered(handlers: dict[str, Handler], sandbox: Sandbox) -
         },
     )
     assert len(sandbox.requests()) == 1  # the second never reached Twilio
+
+
+# Exact answers: the period named, Retry-After rounded up but never below 1 s -------------
+
+
+def refused(call: Any) -> tuple[str, dict[str, str]]:
+    with pytest.raises(AppError) as raised:
+        call()
+    assert raised.value.extra == {"rule": "limit", "limit": "caller"}
+    return raised.value.detail, raised.value.headers
+
+
+@pytest.mark.parametrize(
+    ("setting", "period"),
+    [("1/second", "second"), ("1/minute", "minute"), ("1/hour", "hour"), ("1/day", "day")],
+)
+def test_the_refusal_names_the_limit_and_its_period(setting: str, period: str) -> None:
+    store, settings = MemoryStore(), limits(LIMIT_PER_CALLER=setting)
+    send(store, settings, T0)
+    detail, _ = refused(lambda: send(store, settings, T0))
+    assert detail == f"The caller limit of 1 per {period} is reached; nothing was sent."
+    detail, headers = refused(lambda: send(store, settings, T0, amount=2))
+    assert (detail, headers) == (
+        f"This needs 2, more than the caller limit of 1 per {period} allows at once; nothing was sent.",
+        {},
+    )
+
+
+def test_a_window_without_a_name_is_given_in_seconds() -> None:
+    store, settings = MemoryStore(), limits()
+    odd = replace(settings, limit_per_caller=Limit(1, 120))
+    send(store, odd, T0)
+    detail, _ = refused(lambda: send(store, odd, T0))
+    assert detail == "The caller limit of 1 per 120 s is reached; nothing was sent."
+
+
+def test_retry_after_under_a_second_is_1_and_a_full_window_of_exactly_the_limit_waits() -> None:
+    store, settings = MemoryStore(), limits(LIMIT_PER_CALLER="2/minute")  # one-second slots
+    send(store, settings, T0, amount=2)  # exactly the limit at once: fits
+    # The slot [T0, T0+1) leaves the window at T0+61; 0.8 s before that, wait 1 s, not 0 or 2.
+    _, headers = refused(lambda: send(store, settings, T0 + 60.2, amount=2))
+    assert headers == {"Retry-After": "1"}
+    _, headers = refused(lambda: send(store, settings, T0 + 58.5))
+    assert headers == {"Retry-After": "3"}  # 2.5 s, rounded up: retrying on time succeeds
+    send(store, settings, T0 + 61, amount=2)
+
+
+def test_a_store_that_is_down_refuses_unless_the_failure_mode_is_open(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Down(MemoryStore):
+        def update_counters(self, *args: Any, **kwargs: Any) -> None:
+            raise StoreUnavailable()
+
+    closed = limits(LIMIT_PER_CALLER="1/hour")
+    check = functools.partial(check_before_send, Down(), caller="c", destination=VALID_TO, now=T0)
+    with pytest.raises(StoreUnavailable):
+        check(closed, sms=False)
+    assert caplog.messages == []
+    check(replace(closed, store_fail_open=True), sms=False)  # sent without limits, and said so
+    assert caplog.messages == [
+        "State store unavailable: sending without limits (STATE_STORE_FAILURE_MODE=open)"
+    ]
+    assert load_settings({"STATE_STORE_FAILURE_MODE": "open"}).store_fail_open is True
+    assert load_settings({}).store_fail_open is False

@@ -46,6 +46,45 @@ def test_twilio_errors(status: int, code: int | None, answer: int, result: str) 
     assert (from_twilio_exception(exc).status_code, outcome(exc)) == (answer, result)
 
 
+TWILIO = "urn:twilio-functions:problem:twilio"
+UNKNOWN = (
+    "Twilio answered with an error, which does not say whether it accepted the request: the "
+    "message or call may have been sent. Retry with the same Idempotency-Key: the app then "
+    "asks Twilio before it sends again."
+)
+MISCONFIGURED = ("about:blank", 500, "Server misconfigured")
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "problem", "detail", "extra", "headers"),
+    [
+        (400, 21211, (TWILIO, 422, "Invalid 'to' phone number"), "Twilio error 21211: Invalid 'to' phone number.", {"twilioCode": 21211}, {}),
+        (400, 21408, (TWILIO, 403, "Sending to this region is not enabled"), "Twilio error 21408: Sending to this region is not enabled.", {"twilioCode": 21408}, {}),
+        (429, 21611, (TWILIO, 503, "The sender's outgoing queue is full"), "Twilio error 21611: The sender's outgoing queue is full.", {"twilioCode": 21611}, {"Retry-After": "60"}),
+        (429, 20429, (TWILIO, 503, "Twilio is rate limiting us"), "Too many concurrent requests to Twilio; try again shortly.", {"twilioCode": 20429}, {"Retry-After": "1"}),
+        (429, None, (TWILIO, 503, "Twilio is rate limiting us"), "Too many concurrent requests to Twilio; try again shortly.", {}, {"Retry-After": "1"}),
+        (400, 21606, MISCONFIGURED, "Twilio rejected the configured sender.", {"twilioCode": 21606}, {}),
+        (401, 20003, MISCONFIGURED, "The server could not use its Twilio account.", {}, {}),
+        (403, 20003, MISCONFIGURED, "The server could not use its Twilio account.", {}, {}),
+        (404, 20404, MISCONFIGURED, "The server could not use its Twilio account.", {}, {}),
+        (405, None, (TWILIO, 422, "Twilio rejected the request"), "Twilio rejected the request (error None).", {}, {}),
+        (500, 20500, (TWILIO, 502, "Twilio failed"), UNKNOWN, {"twilioCode": 20500, "outcome": "unknown"}, {}),
+        (400, 99999, (TWILIO, 422, "Twilio rejected the request"), "Twilio rejected the request (error 99999).", {"twilioCode": 99999}, {}),
+    ],
+)  # fmt: skip
+def test_each_twilio_error_gets_its_own_problem(
+    status: int,
+    code: int | None,
+    problem: tuple[str, int, str],
+    detail: str,
+    extra: dict[str, object],
+    headers: dict[str, str],
+) -> None:
+    error = from_twilio_exception(twilio(status, code))
+    assert (error.problem_type, error.status_code, error.title) == problem
+    assert (error.detail, error.extra, error.headers) == (detail, extra, headers)
+
+
 def reset_after_sending() -> requests.ConnectionError:
     return requests.ConnectionError(
         ProtocolError("Connection aborted.", ConnectionResetError(104, "reset by peer"))
