@@ -114,7 +114,10 @@ def problems(modules: Mapping[str, Module], equivalents: Mapping[str, str]) -> l
 
 
 def render(
-    modules: Mapping[str, Module], equivalents: Mapping[str, str], seconds: float | None
+    modules: Mapping[str, Module],
+    equivalents: Mapping[str, str],
+    seconds: float | None,
+    note: str | None = None,
 ) -> str:
     try:
         version = metadata.version("mutmut")
@@ -130,6 +133,7 @@ def render(
         "`[tool.mutmut]` in pyproject.toml. Score = killed ÷ (total - equivalent); a timeout",
         "counts as killed, a mutant no selected test reaches (*no tests*) as surviving.",
         f"Goal (issue 16): ≥ {THRESHOLD:.0%} in each module marked ★.",
+        *([note] if note else []),
         "",
         "| module | total | killed | timeout | survived | no tests | equivalent | score |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -184,10 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="how long mutmut run took, for the report")
     parser.add_argument("--mutants", type=Path, default=MUTANTS, help="mutmut's mutants/shared")
     parser.add_argument("--report", type=Path, default=REPORT)
+    parser.add_argument("--note", help="a line for the report, e.g. how this run was made")
     args = parser.parse_args(argv)
     equivalents = load_equivalents(EQUIVALENTS)
     modules = read_results(args.mutants, equivalents)
-    args.report.write_text(render(modules, equivalents, args.seconds))
+    args.report.write_text(render(modules, equivalents, args.seconds, args.note))
     print(args.report.read_text())
     found = problems(modules, equivalents)
     for problem in found:

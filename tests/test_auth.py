@@ -283,7 +283,17 @@ def test_easyauth_trusts_the_platform_headers_only_behind_the_platform(
 ) -> None:
     app_env(CALLER_AUTH="easyauth")
     spoofed = send(functions, None, **{"X-MS-CLIENT-PRINCIPAL-ID": "alice"})
-    assert (spoofed.status_code, body_of(spoofed)["setting"]) == (500, "CALLER_AUTH")
+    assert (spoofed.status_code, body_of(spoofed)) == (
+        500,
+        {
+            "type": "urn:twilio-functions:problem:misconfigured",
+            "title": "Server misconfigured",
+            "status": 500,
+            "detail": "The server is misconfigured: setting CALLER_AUTH must be easyauth only "
+            "behind App Service Authentication.",
+            "setting": "CALLER_AUTH",
+        },
+    )
     app_env(CALLER_AUTH="easyauth", WEBSITE_AUTH_ENABLED="True", JWT_REQUIRED_ROLE="Sender")
     anonymous = send(functions, None)
     assert (anonymous.status_code, body_of(anonymous)) == (
@@ -338,3 +348,49 @@ def test_a_hostile_key_id_cannot_break_the_challenge(
     assert challenge.count('"') == 6  # realm, error and description, each quoted once
     assert body_of(response)["rule"] == "bearer-token"
     assert all(" " <= c <= "~" for c in body_of(response)["detail"])
+
+
+def encoded(principal: object) -> str:
+    return base64.b64encode(json.dumps(principal).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "%%% not base64",
+        encoded(["claims"]),  # JSON, but not an object
+        encoded({"auth_typ": "aad"}),  # no claims at all
+        encoded({"claims": ["Sender", {"typ": "groups", "val": "Sender"}]}),
+    ],
+)
+def test_a_principal_without_the_role_is_403_naming_the_grant(
+    functions: dict[str, Handler], app_env: SetEnv, header: str
+) -> None:
+    app_env(CALLER_AUTH="easyauth", WEBSITE_AUTH_ENABLED="True", JWT_REQUIRED_ROLE="Sender")
+    headers = {"X-MS-CLIENT-PRINCIPAL-ID": "alice", "X-MS-CLIENT-PRINCIPAL": header}
+    response = send(functions, None, **headers)
+    assert (response.status_code, body_of(response)["rule"], body_of(response)["detail"]) == (
+        403, "grants", "The token lacks role Sender."
+    )  # fmt: skip
+
+
+def test_a_role_claim_may_be_named_role_or_roles(
+    functions: dict[str, Handler], app_env: SetEnv
+) -> None:
+    app_env(CALLER_AUTH="easyauth", WEBSITE_AUTH_ENABLED="True", JWT_REQUIRED_ROLE="Sender")
+    for typ in ("role", "roles"):
+        principal = encoded({"claims": ["x", {"typ": typ, "val": "Sender"}]})
+        headers = {"X-MS-CLIENT-PRINCIPAL-ID": "alice", "X-MS-CLIENT-PRINCIPAL": principal}
+        assert send(functions, None, **headers).status_code == 201, typ
+
+
+def test_each_easyauth_user_has_their_own_limits(
+    functions: dict[str, Handler], app_env: SetEnv
+) -> None:
+    app_env(CALLER_AUTH="easyauth", WEBSITE_AUTH_ENABLED="True", LIMIT_PER_CALLER="1/hour")
+    alice = {"X-MS-CLIENT-PRINCIPAL-ID": "alice"}
+    assert send(functions, None, **alice).status_code == 201
+    refused = send(functions, None, to="+14155550101", **alice)
+    assert (refused.status_code, body_of(refused)["limit"]) == (429, "caller")
+    bob = {"X-MS-CLIENT-PRINCIPAL-ID": "bob"}
+    assert send(functions, None, to="+14155550102", **bob).status_code == 201

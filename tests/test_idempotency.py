@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import azure.functions as func
@@ -11,10 +12,11 @@ import pytest
 
 from shared import clock, idempotency
 from shared.idempotency import request_fingerprint
+from shared.memory_store import MemoryStore
 from shared.reconcile import content_digest
 from shared.settings import get_settings
 from shared.state import get_store
-from shared.store import Attempt
+from shared.store import Attempt, IdempotencyRecord, StoredResponse
 from tests.conftest import (
     PUBLIC_BASE_URL,
     ROOT,
@@ -121,7 +123,8 @@ def test_nothing_sent_releases_the_key(
     send_sms: Handler, app_env: SetEnv, sandbox: Sandbox
 ) -> None:
     app_env(TWILIO_RATE_LIMIT_RETRIES="0")
-    assert send(send_sms, {"to": "+15005550428", "body": "x"}).status_code == 503  # 429 once
+    limited = send(send_sms, {"to": "+15005550428", "body": "x"})  # Twilio answers 429 once
+    assert (limited.status_code, body_of(limited)["title"]) == (503, "Twilio is rate limiting us")
     retry = send(send_sms, {"to": "+15005550428", "body": "x"})
     assert (retry.status_code, "Idempotent-Replayed" in retry.headers) == (201, False)
     assert len(sandbox.messages()) == 1
@@ -244,7 +247,10 @@ def test_the_lease_follows_the_function_timeout() -> None:
 
 
 def test_validation_errors_do_not_use_the_key(send_sms: Handler, sandbox: Sandbox) -> None:
-    assert send(send_sms, {"to": "nope", "body": "x"}).status_code == 400
+    invalid = send(send_sms, {"to": "nope", "body": "x"})
+    assert (invalid.status_code, body_of(invalid)["type"]) == (
+        400, "urn:twilio-functions:problem:validation"
+    )  # fmt: skip
     assert send(send_sms, {"to": VALID_TO, "body": "x"}).status_code == 201
 
 
@@ -313,3 +319,40 @@ def test_make_call_honours_the_key(
     found = call("+15005550502")
     lost = [c for c in sandbox.calls() if c["to"] == "+15005550502"]
     assert (found.status_code, body_of(found)["sid"], len(lost)) == (201, lost[0]["sid"], 1)
+
+
+def stored(store: MemoryStore) -> IdempotencyRecord | None:
+    return store.update_key("s", "k", lambda record: None).record
+
+
+def test_only_one_retry_takes_over_an_attempt_whose_outcome_was_lost() -> None:
+    store, now = MemoryStore(), 1_800_000_000.0
+    prior = Attempt("message", VALID_TO, VALID_FROM, "d", now, owner="o")
+    retry = replace(prior, started_at=now + 100)
+    other = replace(prior, started_at=now + 101)
+    assert idempotency._take_over(store, "s", "k", prior, retry) is None  # no such key
+    idempotency.claim(store, "s", "k", "f", prior, now)
+    store.update_key("s", "k", lambda record: replace(record, unknown=True) if record else None)
+    taken = idempotency._take_over(store, "s", "k", prior, retry)
+    assert taken is not None and taken.record is not None
+    assert taken.record == IdempotencyRecord(
+        "f", now + idempotency.KEY_TTL_SECONDS, now + 100 + idempotency.LEASE_SECONDS,
+        attempt=retry, unknown=False,
+    )  # fmt: skip
+    assert stored(store) == taken.record
+    # A second retry that read the same prior attempt lost the race: it changes nothing.
+    assert idempotency._take_over(store, "s", "k", prior, other) is None
+    assert stored(store) == taken.record
+
+
+def test_an_answered_key_is_not_taken_over() -> None:
+    store, now = MemoryStore(), 1_800_000_000.0
+    prior = Attempt("message", VALID_TO, VALID_FROM, "d", now, owner="o")
+    idempotency.claim(store, "s", "k", "f", prior, now)
+    answer = StoredResponse(201, "{}", "application/json")
+    store.update_key("s", "k", lambda record: replace(record, response=answer) if record else None)
+    before = stored(store)
+    assert (
+        idempotency._take_over(store, "s", "k", prior, replace(prior, started_at=now + 1)) is None
+    )
+    assert stored(store) == before

@@ -242,11 +242,12 @@ def test_per_destination_limit_counts_messages_and_calls(
 
 def test_global_limit(handlers: dict[str, Handler], app_env: SetEnv) -> None:
     app_env(LIMIT_GLOBAL="2/day")
-    statuses = [
-        post_json(handlers["SendSms"], SMS_URL, {"to": f"+1415555010{i}", "body": "x"})[0]
+    answers = [
+        post_json(handlers["SendSms"], SMS_URL, {"to": f"+1415555010{i}", "body": "x"})
         for i in range(3)
     ]
-    assert statuses == [201, 201, 429]
+    assert [status for status, _ in answers] == [201, 201, 429]
+    assert (answers[2][1]["rule"], answers[2][1]["limit"]) == ("limit", "global")
 
 
 def test_limits_can_be_switched_off(handlers: dict[str, Handler], app_env: SetEnv) -> None:

@@ -85,6 +85,13 @@ def test_each_twilio_error_gets_its_own_problem(
     assert (error.detail, error.extra, error.headers) == (detail, extra, headers)
 
 
+def test_a_code_that_is_not_a_number_is_not_passed_on() -> None:
+    error = from_twilio_exception(
+        TwilioRestException(400, "https://api.twilio.com/x", code="21211")
+    )
+    assert (error.status_code, error.title, error.extra) == (422, "Twilio rejected the request", {})
+
+
 def reset_after_sending() -> requests.ConnectionError:
     return requests.ConnectionError(
         ProtocolError("Connection aborted.", ConnectionResetError(104, "reset by peer"))

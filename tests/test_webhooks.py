@@ -201,6 +201,18 @@ def test_tampered_json_body(twiml: Handler) -> None:
     assert_forbidden((response.status_code, response.get_body()), MISMATCH)
 
 
+def test_a_body_that_is_not_utf8_is_403_not_500(twiml: Handler) -> None:
+    body = b'{"event": "\xff\xfe"}'
+    url = f"{TWIML}?bodySHA256={hashlib.sha256(body).hexdigest()}"
+    request = build_request(
+        "POST", url, body=body,
+        headers={"Content-Type": "application/json",
+                 "X-Twilio-Signature": VALIDATOR.compute_signature(url, {})},
+    )  # fmt: skip
+    response = twiml(request)
+    assert_forbidden((response.status_code, response.get_body()), MISMATCH)
+
+
 def test_json_body_without_body_sha256_is_403_not_500(twiml: Handler) -> None:
     request = build_request(
         "POST", TWIML, body=b'{"event": "x"}',
