@@ -39,8 +39,10 @@ from devhost.host import (
     route_prefix,
     timer_functions,
 )
+from devhost.inbound_calls import INBOUND
 from devhost.sandbox import MAGIC_SENDERS, TEST_SENDER, SandboxConfig, create_sandbox_app
 from devhost.worker import IndexedFunction, InProcessWorker, WorkerRefused
+from shared import inbound_calls
 from shared.errors import InvalidSetting
 from shared.phone import InvalidPhoneNumber, to_e164
 from shared.settings import development_storage, load_settings
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # What the app would answer every request with (a 500 naming the setting): say it
         # once, here, rather than print "ready".
-        load_settings(os.environ)
+        inbound_calls.check_settings(load_settings(os.environ))
     except InvalidSetting as exc:
         sys.exit(
             f"devhost: cannot start: setting {exc.key} must be {exc.expected} "
@@ -214,6 +216,10 @@ async def serve(args: argparse.Namespace, sandbox_token: str | None) -> None:
             os.environ["PUBLIC_BASE_URL"],
             host_url,
         )
+    if sandbox_app is not None:
+        # The sandbox number's voice webhook, as a Twilio number's would be configured.
+        sandbox_app[INBOUND].voice_url = f"{os.environ['PUBLIC_BASE_URL']}/{prefix}/IncomingCall"
+        sandbox_app[INBOUND].base_url = sandbox_url or ""
     _banner(routes, prefix, host_url, sandbox_url, durable, timer_functions(indexed))
     ready = {"host": host_url, "sandbox": sandbox_url, "durable": durable and durable.rpc_base_url}
     print(f"{READY_PREFIX}{json.dumps(ready)}", flush=True)

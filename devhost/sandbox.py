@@ -60,6 +60,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 from yarl import URL
 
+from devhost.phone import TWILIO_TIMEOUT_SECONDS, post_webhook
 from devhost.twilio_lists import (
     CALL_DATES,
     MESSAGE_DATES,
@@ -73,7 +74,6 @@ from devhost.twilio_lists import (
 logger = logging.getLogger(__name__)
 
 API = "/2010-04-01/Accounts/{account}"
-TWILIO_TIMEOUT_SECONDS = 15  # how long Twilio waits for a TwiML document
 NOT_REACHED = (
     "not sent: the sandbox only reaches 127.0.0.1 (.venv/bin/python -m devhost --sandbox-internet)"
 )
@@ -246,6 +246,9 @@ def create_sandbox_app(config: SandboxConfig) -> web.Application:
     app.router.add_get("/sandbox/alerts", sandbox.list_alerts)
     app.router.add_get("/sandbox/requests", sandbox.list_requests)
     app.router.add_post("/sandbox/reset", sandbox.reset)
+    from devhost.inbound_calls import add_inbound_calls  # it builds on this module
+
+    add_inbound_calls(app, sandbox)  # calls *to* the account's numbers
     app.on_cleanup.append(sandbox.close)
     return app
 
@@ -680,21 +683,8 @@ class _Sandbox:
         if not self._may_reach(url):
             resource.setdefault("callbacks", []).append({"status": status, "response": NOT_REACHED})
             return
-        signature = self.validator.compute_signature(url, params)
-        timeout = aiohttp.ClientTimeout(total=TWILIO_TIMEOUT_SECONDS)
-        answer: int | str
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.post(
-                    URL(url, encoded=True), data=params,
-                    headers={"X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1"},
-                ) as response,
-            ):  # fmt: skip
-                answer = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            answer = type(exc).__name__
-        resource.setdefault("callbacks", []).append({"status": status, "response": answer})
+        answer = await post_webhook(url, params, self.config.auth_token)
+        resource.setdefault("callbacks", []).append({"status": status, "response": answer.outcome})
 
     async def _fetch_twiml(self, call: dict[str, Any], url: str, method: str) -> str:
         """The TwiML document at `url`, fetched as Twilio does; _ApplicationError if unusable."""

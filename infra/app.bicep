@@ -44,8 +44,8 @@ param alwaysReadyDurable int
 param zoneRedundant bool
 param storageSku string
 
-// Must match host.json (extensions.http.routePrefix) and the routes in TwiML/ and
-// StatusCallback/; tests/test_deploy.py checks that they do.
+// Must match host.json (extensions.http.routePrefix) and the routes in TwiML/,
+// StatusCallback/ and IncomingCall/; tests/test_deploy.py checks that they do.
 var routePrefix = 'api'
 var deploymentContainerName = 'app-package'
 var authTokenSecretName = 'twilio-auth-token'
@@ -390,3 +390,4 @@ output keyVaultName string = vault.name
 output baseUrl string = baseUrl
 output twimlUrl string = '${baseUrl}/${routePrefix}/TwiML'
 output statusCallbackUrl string = '${baseUrl}/${routePrefix}/StatusCallback'
+output incomingCallUrl string = '${baseUrl}/${routePrefix}/IncomingCall'

@@ -167,3 +167,5 @@ output APP_BASE_URL string = app.outputs.baseUrl
 output TWIML_URL string = app.outputs.twimlUrl
 @description('For a Twilio number\'s call status changes (POST); SendSms and MakeCall set it per request themselves.')
 output STATUS_CALLBACK_URL string = app.outputs.statusCallbackUrl
+@description('For a Twilio number\'s voice webhook (A call comes in), GET or POST: forward, else voicemail.')
+output INCOMING_CALL_URL string = app.outputs.incomingCallUrl

@@ -16,6 +16,8 @@ from shared.store import (
     Slots,
     Versioned,
 )
+from shared.voicemail import CallParties, RecordingEvent, Voicemail, newest_first
+from shared.voicemail import fold as fold_voicemails
 
 
 class MemoryStore:
@@ -38,6 +40,8 @@ class MemoryStore:
         self._broadcasts: dict[str, BroadcastRecord] = {}
         self._chunks: dict[tuple[str, int], list[str]] = {}
         self._results: dict[tuple[str, int], dict[str, Any]] = {}
+        self._parties: dict[str, CallParties] = {}
+        self._recordings: dict[str, dict[tuple[str, str], RecordingEvent]] = {}
 
     def delivery(self, kind: Kind, sid: str) -> Delivery | None:
         with self._lock:
@@ -58,6 +62,27 @@ class MemoryStore:
             events[event.status] = event
             self._written[("delivery", f"{kind}:{sid}")] = clock.now()
             return True
+
+    def record_call_parties(self, call_sid: str, parties: CallParties) -> None:
+        with self._lock:
+            self._parties[call_sid] = parties
+
+    def record_recording(self, call_sid: str, event: RecordingEvent) -> bool:
+        with self._lock:
+            events = self._recordings.setdefault(call_sid, {})
+            if (event.recording_sid, event.status) in events:
+                return False
+            events[(event.recording_sid, event.status)] = event
+            return True
+
+    def voicemails(self, limit: int) -> list[Voicemail]:
+        with self._lock:
+            calls = [
+                (sid, self._parties.get(sid), list(events.values()))
+                for sid, events in self._recordings.items()
+            ]
+        found = [v for sid, parties, events in calls for v in fold_voicemails(sid, parties, events)]
+        return newest_first(found, limit)
 
     def update_key(
         self,

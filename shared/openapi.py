@@ -66,6 +66,15 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             },
             "/TwiML": {"get": _twiml("get"), "post": _twiml("post")},
             "/StatusCallback": {"post": _status_callback()},
+            "/IncomingCall": {
+                "get": _incoming_call_twiml("incomingCall", "get"),
+                "post": _incoming_call_twiml("incomingCall", "post"),
+            },
+            "/IncomingCall/DialAction": {"post": _incoming_call_twiml("incomingCallDialAction")},
+            "/IncomingCall/RecordAction": {
+                "post": _incoming_call_twiml("incomingCallRecordAction")
+            },
+            "/IncomingCall/RecordingStatus": {"post": _recording_status()},
             "/messages/{sid}": {"get": _delivery("message", mobile_security)},
             "/calls/{sid}": {"get": _delivery("call", mobile_security)},
             "/broadcasts": {"post": _start_broadcast(mobile_security)},
@@ -149,6 +158,48 @@ def _status_callback() -> dict[str, Any]:
         "requestBody": _twilio_form("MessageSid/MessageStatus or CallSid/CallStatus, …"),
         "responses": {
             "204": {"description": "Recorded (or ignored: duplicate, late)"},
+            **_problems(400, 403, 413, 415, 503),
+        },
+    }
+
+
+_INCOMING_CALL_SUMMARIES = {
+    "incomingCall": "A Twilio number's voice webhook: forward, else voicemail",
+    "incomingCallDialAction": "After the forward: hang up if answered, else voicemail",
+    "incomingCallRecordAction": "After the voicemail: remember who called, hang up",
+}
+
+
+def _incoming_call_twiml(operation_id: str, method: str = "post") -> dict[str, Any]:
+    summary = _INCOMING_CALL_SUMMARIES[operation_id]
+    operation: dict[str, Any] = {
+        "operationId": f"{operation_id}{method.title()}" if method == "get" else operation_id,
+        "summary": f"{summary} (for Twilio: requires a valid X-Twilio-Signature)",
+        "security": [],
+        "parameters": [_twilio_signature()],
+        "responses": {
+            "200": {
+                "description": "TwiML",
+                "content": {"application/xml": {"schema": {"type": "string"}}},
+            },
+            **_problems(400, 403, 413, 415, 500, 503),
+        },
+    }
+    if method == "post":
+        operation["requestBody"] = _twilio_form("Twilio's call parameters (CallSid, From, To, …)")
+    return operation
+
+
+def _recording_status() -> dict[str, Any]:
+    return {
+        "operationId": "recordingStatus",
+        "summary": "Twilio's recording status callback for a voicemail (requires "
+        "X-Twilio-Signature)",
+        "security": [],
+        "parameters": [_twilio_signature()],
+        "requestBody": _twilio_form("CallSid, RecordingSid, RecordingUrl, RecordingStatus, …"),
+        "responses": {
+            "204": {"description": "Stored (or ignored: a duplicate, an untracked status)"},
             **_problems(400, 403, 413, 415, 503),
         },
     }

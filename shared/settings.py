@@ -128,6 +128,14 @@ class Settings:
     local_development: bool = False  # the local host (func start or devhost), not Azure
     twiml_default_message: str = "Hello from Twilio Functions."
     twiml_default_voice: str = "woman"
+    # Inbound calls (shared/inbound_calls.py): forward, else (or unanswered) voicemail.
+    forward_number: str | None = None  # E.164 shape here; the money policy in inbound_calls
+    dial_timeout: int = 20
+    voicemail_greeting: str = (
+        "Sorry, no one can take your call. Please leave a message after the tone."
+    )
+    voicemail_max_seconds: int = 120
+    voicemail_transcribe: bool = False
     rate_limit_retries: int = 2
     rate_limit_backoff: float = 1.0
     worker_threads: int = 8
@@ -200,6 +208,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     twilio_api_base_url = env.base_url("TWILIO_API_BASE_URL")
     local = _local_development(env)
     store_connection = _store_connection(env)
+    twiml_allowed_hosts = _hostnames(env, "TWIML_ALLOWED_HOSTS")
+    voicemail_max_seconds = _whole(env, "VOICEMAIL_MAX_SECONDS", 120, low=1, high=14400)
     return Settings(
         account_sid=env.matching("TWILIO_ACCOUNT_SID", _ACCOUNT_SID, "an Account SID (AC…)"),
         auth_token=Secret(auth_token) if auth_token else None,
@@ -217,13 +227,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         number_type_exceptions=_number_prefixes(env, "NUMBER_TYPE_EXCEPTIONS"),
         default_region=env.region("DEFAULT_REGION"),
         public_base_url=env.base_url("PUBLIC_BASE_URL") or _platform_base_url(env),
-        twiml_allowed_hosts=_hostnames(env, "TWIML_ALLOWED_HOSTS"),
+        twiml_allowed_hosts=twiml_allowed_hosts,
         twilio_timeout=env.number("TWILIO_TIMEOUT_SECONDS", 10.0, low=0.1, high=120.0),
         twilio_api_base_url=twilio_api_base_url,
         validate_signatures=_validate_signatures(env, local or twilio_api_base_url is not None),
         local_development=local,
         twiml_default_message=env.get("TWIML_DEFAULT_MESSAGE") or Settings.twiml_default_message,
         twiml_default_voice=_voice(env, "TWIML_DEFAULT_VOICE") or Settings.twiml_default_voice,
+        forward_number=env.matching(
+            "INBOUND_FORWARD_NUMBER", _E164, "an E.164 phone number such as +14155550100"
+        ),
+        # Twilio's <Dial timeout> takes 5 to 600 seconds.
+        dial_timeout=_whole(env, "INBOUND_DIAL_TIMEOUT_SECONDS", 20, low=5, high=600),
+        voicemail_greeting=_greeting(env, twiml_allowed_hosts) or Settings.voicemail_greeting,
+        voicemail_max_seconds=voicemail_max_seconds,
+        voicemail_transcribe=_transcribe(env, voicemail_max_seconds),
         rate_limit_retries=int(env.number("TWILIO_RATE_LIMIT_RETRIES", 2, low=0, high=5)),
         rate_limit_backoff=env.number("TWILIO_RATE_LIMIT_BACKOFF_SECONDS", 1.0, low=0, high=30),
         # The worker's sync thread pool size (its documented default unless overridden):
@@ -312,6 +330,50 @@ def _voice(env: _Env, key: str) -> str | None:
     if value is not None and not is_voice(value):
         raise InvalidSetting(key, ACCEPTED_VOICES)
     return value
+
+
+def _whole(env: _Env, key: str, default: int, *, low: int, high: int) -> int:
+    value = env.number(key, default, low=low, high=high)
+    if not value.is_integer():
+        raise InvalidSetting(key, f"a whole number between {low} and {high}")
+    return int(value)
+
+
+def _greeting(env: _Env, allowed_hosts: tuple[str, ...]) -> str | None:
+    """What voicemail says first: checked as MakeCall checks a message (text to say, or an
+    https URL to play from a TWIML_ALLOWED_HOSTS host), so the TwiML cannot fail later."""
+    text = env.get("VOICEMAIL_GREETING")
+    if text is None:
+        return None
+    # Here, not at import: the TwiML builders stay off the status-callback path.
+    from shared.twiml import message_segment
+    from shared.urls import parse_public_url
+    from shared.validation import Errors
+
+    expected = (
+        "text to say (at most 4096 characters, no control characters) or an https URL "
+        "on a TWIML_ALLOWED_HOSTS host to play"
+    )
+    reader = Errors()
+    segment = message_segment(reader, "VOICEMAIL_GREETING", text)
+    if reader.found:
+        raise InvalidSetting("VOICEMAIL_GREETING", expected)
+    if segment.kind == "play":
+        parsed = parse_public_url(text)
+        if parsed is None or parsed.host not in allowed_hosts:
+            raise InvalidSetting("VOICEMAIL_GREETING", expected)
+    return text
+
+
+def _transcribe(env: _Env, max_seconds: int) -> bool:
+    transcribe = env.boolean("VOICEMAIL_TRANSCRIBE", False)
+    if transcribe and max_seconds > 120:
+        # Twilio transcribes <Record> recordings of at most two minutes; a longer one is
+        # billed as recorded and never transcribed.
+        raise InvalidSetting(
+            "VOICEMAIL_TRANSCRIBE", "false while VOICEMAIL_MAX_SECONDS is over 120"
+        )
+    return transcribe
 
 
 def _hostnames(env: _Env, key: str) -> tuple[str, ...]:

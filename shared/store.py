@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Protocol
 from shared.delivery_status import Created as DeliveryCreated
 from shared.delivery_status import Delivery, Kind, StatusEvent
 from shared.errors import ServiceUnavailable
+from shared.voicemail import CallParties, RecordingEvent, Voicemail
 
 Slots = dict[int, int]  # a sliding-window counter: slot number -> amount counted in it
 # Each counter is kept in this many rows (shards), read together: concurrent writers add to
@@ -115,6 +116,19 @@ class Store(Protocol):
 
     def record_status(self, kind: Kind, sid: str, event: StatusEvent) -> bool:
         """Store a status callback; False when this status was stored already."""
+        ...
+
+    # Voicemails (shared/voicemail.py): parts written once each, never read first.
+    def record_call_parties(self, call_sid: str, parties: CallParties) -> None: ...
+
+    def record_recording(self, call_sid: str, event: RecordingEvent) -> bool:
+        """Store a recording status callback; False when this recording's status was
+        stored already (a duplicate delivery)."""
+        ...
+
+    def voicemails(self, limit: int) -> list[Voicemail]:
+        """The newest `limit` voicemails. Reads every stored one: for the local console
+        and operators, never on a request path."""
         ...
 
     def update_key(

@@ -54,6 +54,8 @@ from shared.store import (
     StoreUnavailable,
     Versioned,
 )
+from shared.voicemail import CallParties, RecordingEvent, Voicemail, newest_first
+from shared.voicemail import fold as fold_voicemails
 
 # azure-core logs every request (URL, headers) at INFO; keys and numbers are in URLs.
 logging.getLogger("azure").setLevel(logging.WARNING)
@@ -224,6 +226,50 @@ class TableStore:
         row = {"PartitionKey": _safe(sid), "RowKey": f"{kind}~{event.status}", **asdict(event)}
         row = {k: v for k, v in row.items() if v is not None}
         return self._write(self._table("Deliveries"), {**row, "updated_at": clock.now()}, None)
+
+    # Voicemails (PartitionKey: the CallSid, validated as Twilio spells it; a row for who
+    # called, one per recording status) --------------------------------------------------
+
+    @_available
+    def record_call_parties(self, call_sid: str, parties: CallParties) -> None:
+        row = {"PartitionKey": _safe(call_sid), "RowKey": "parties", **asdict(parties)}
+        self._table("Voicemails").upsert_entity({**row, "updated_at": clock.now()})
+
+    @_available
+    def record_recording(self, call_sid: str, event: RecordingEvent) -> bool:
+        # Inserted only if absent: a duplicate delivery is a refused insert.
+        row = {
+            "PartitionKey": _safe(call_sid),
+            "RowKey": f"recording~{_safe(event.recording_sid)}~{event.status}",
+            **asdict(event),
+        }
+        row = {k: v for k, v in row.items() if v is not None}
+        return self._write(self._table("Voicemails"), {**row, "updated_at": clock.now()}, None)
+
+    @_available
+    def voicemails(self, limit: int) -> list[Voicemail]:
+        parties: dict[str, CallParties] = {}
+        events: dict[str, list[RecordingEvent]] = {}
+        for row in self._table("Voicemails").list_entities():
+            call_sid = row["PartitionKey"]
+            if row["RowKey"] == "parties":
+                parties[call_sid] = CallParties(
+                    from_number=row["from_number"], to_number=row["to_number"], at=row["at"]
+                )
+            elif row["RowKey"].startswith("recording~"):
+                events.setdefault(call_sid, []).append(
+                    RecordingEvent(
+                        recording_sid=row["recording_sid"], status=row["status"], at=row["at"],
+                        url=row.get("url"), duration=row.get("duration"),
+                        error_code=row.get("error_code"),
+                    )
+                )  # fmt: skip
+        found = [
+            v
+            for sid, recorded in events.items()
+            for v in fold_voicemails(sid, parties.get(sid), recorded)
+        ]
+        return newest_first(found, limit)
 
     # Idempotency keys -------------------------------------------------------------------
 

@@ -28,8 +28,11 @@ import requests
 from devhost.sandbox import SandboxConfig, create_sandbox_app
 from devhost.serving import BackgroundServer
 from shared.clock import use_clock
+from shared.memory_store import MemoryStore
 from shared.settings import Secret, Settings, get_settings
 from shared.state import _store_for
+from shared.store import Store
+from shared.table_store import TableStore
 from shared.twilio_client import build_client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +63,11 @@ APP_SETTING_KEYS = (
     "TWIML_ALLOWED_HOSTS",
     "TWIML_DEFAULT_MESSAGE",
     "TWIML_DEFAULT_VOICE",
+    "INBOUND_FORWARD_NUMBER",
+    "INBOUND_DIAL_TIMEOUT_SECONDS",
+    "VOICEMAIL_GREETING",
+    "VOICEMAIL_MAX_SECONDS",
+    "VOICEMAIL_TRANSCRIBE",
     "TWILIO_VALIDATE_SIGNATURES",
     "AZURE_FUNCTIONS_ENVIRONMENT",
     "WEBSITE_INSTANCE_ID",
@@ -405,3 +413,14 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
 def table_prefix() -> str:
     """Tables of their own for each test on the shared Azurite."""
     return "T" + uuid.uuid4().hex[:16]
+
+
+@pytest.fixture(params=["memory", "table"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """The store contract holds for both: each test runs on memory and on Azurite's tables.
+    A module that needs another store defines its own `store`, which takes precedence."""
+    if request.param == "memory":
+        yield MemoryStore()
+    else:
+        azurite: Azurite = request.getfixturevalue("azurite")
+        yield TableStore(azurite.connection_string, table_prefix())

@@ -11,7 +11,14 @@ import requests
 import schemathesis
 from twilio.request_validator import RequestValidator
 
-TWILIO_ROUTES = ("/TwiML", "/StatusCallback")
+TWILIO_ROUTES = (
+    "/TwiML",
+    "/StatusCallback",
+    "/IncomingCall",
+    "/IncomingCall/DialAction",
+    "/IncomingCall/RecordAction",
+    "/IncomingCall/RecordingStatus",
+)
 
 
 @schemathesis.hook

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
-
-import pytest
 
 from shared import cleanup, limits
 from shared.delivery_status import Created, StatusEvent
-from shared.memory_store import MemoryStore
 from shared.settings import Limit, Settings
 from shared.store import Attempt, IdempotencyRecord, Shards, Slots, Store
 from shared.table_store import TableStore
@@ -23,15 +20,6 @@ SETTINGS = Settings(
     state_retention_days=30,
 )
 ATTEMPT = Attempt("message", "+14155550100", "+15005550006", "digest", 0.0, "owner")
-
-
-@pytest.fixture(params=["memory", "table"])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore()
-    else:
-        azurite: Azurite = request.getfixturevalue("azurite")
-        yield TableStore(azurite.connection_string, table_prefix())
 
 
 def put_key(store: Store, key: str, expires_at: float, lease_until: float = 0.0) -> None:

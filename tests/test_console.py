@@ -202,3 +202,31 @@ def test_a_running_broadcast_is_cancelled_from_the_console(
     view = requests.get(f"{devhost.url}/api/broadcasts/{broadcast_id}", timeout=10).json()
     assert view["cancelled"] is True
     assert view["counts"]["sent"] < len(numbers)
+
+
+def test_call_the_number_and_see_the_voicemail_the_app_stored(
+    browser: WebDriver, devhost: DevHost
+) -> None:
+    browser.get(f"{devhost.url}/sandbox/")
+    caller = f"+1415555{uuid.uuid4().int % 10**4:04d}"
+    field = browser.find_element(By.CSS_SELECTOR, "#inbound-form input[name=from]")
+    field.clear()
+    field.send_keys(caller)
+    browser.find_element(By.CSS_SELECTOR, "#inbound-form button").click()
+    wait(browser).until(
+        expected_conditions.text_to_be_present_in_element((By.ID, "inbound-result"), "201")
+    )
+    card = f"//ol[@id='voicemails']/li[.//span[contains(., 'From {caller}')]]"
+    wait(browser).until(
+        expected_conditions.presence_of_element_located(
+            (By.XPATH, f"{card}//span[@data-status='completed']")
+        )
+    )
+    text = settled(browser, lambda: browser.find_element(By.XPATH, card).text)
+    assert "5 s" in text and "Recording (at Twilio" in text, text
+    steps = (
+        f"//ol[@id='inbound-calls']/li[.//span[contains(., 'From {caller}')]]//ol[@class='steps']"
+    )
+    assert "recording callback" in settled(
+        browser, lambda: browser.find_element(By.XPATH, steps).text
+    )

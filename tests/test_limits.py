@@ -6,7 +6,6 @@ The clock is a FakeClock, so window boundaries are where the test puts them.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -18,11 +17,9 @@ from shared.limits import SLOTS, check_before_send, enforce_limits
 from shared.memory_store import MemoryStore
 from shared.settings import Limit, Settings, load_settings
 from shared.store import Store, StoreUnavailable
-from shared.table_store import TableStore
 from tests.conftest import (
     PUBLIC_BASE_URL,
     VALID_TO,
-    Azurite,
     FakeClock,
     Handler,
     Sandbox,
@@ -30,22 +27,12 @@ from tests.conftest import (
     body_of,
     build_request,
     post_json,
-    table_prefix,
 )
 
 SMS_URL = f"{PUBLIC_BASE_URL}/api/SendSms"
 CALL_URL = f"{PUBLIC_BASE_URL}/api/MakeCall"
 HOUR = 3600.0
 T0 = 1_800_000_000.0 - (1_800_000_000.0 % 3600)  # on an hour boundary
-
-
-@pytest.fixture(params=["memory", "table"])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore()
-    else:
-        azurite: Azurite = request.getfixturevalue("azurite")
-        yield TableStore(azurite.connection_string, table_prefix())
 
 
 def limits(**values: str) -> Settings:

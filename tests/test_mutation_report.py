@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -54,3 +56,20 @@ def test_the_equivalents_file_gives_a_reason_for_each_mutant() -> None:
     reasons = mutation.load_equivalents(mutation.EQUIVALENTS)
     assert reasons
     assert all(name.startswith("shared.") and reason.strip() for name, reason in reasons.items())
+
+
+def test_mutmut_copies_every_blueprint_the_app_imports() -> None:
+    # mutmut runs the tests in mutants/, a copy: a function folder missing from also_copy
+    # makes `import function_app` fail there, and every mutant would count as killed.
+    root = mutation.ROOT
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["mutmut"]
+    copied = set(config["also_copy"]) | set(config["source_paths"])
+    tree = ast.parse((root / "function_app.py").read_text())
+    imported = {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    folders = {name for name in imported if (root / name / "__init__.py").exists()}
+    assert "IncomingCall" in folders
+    assert folders - copied == set()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -12,7 +12,6 @@ import pytest
 
 from shared import idempotency
 from shared.delivery_status import Created, Delivery, StatusEvent
-from shared.memory_store import MemoryStore
 from shared.store import (
     COUNTER_SHARDS,
     Attempt,
@@ -29,15 +28,6 @@ from tests.conftest import Azurite, table_prefix
 
 SID = "SM" + "1" * 32
 OK = StoredResponse(201, '{"sid": "SM1"}', "application/json", (("X-Test", "1"),))
-
-
-@pytest.fixture(params=["memory", "table"])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore()
-    else:
-        azurite: Azurite = request.getfixturevalue("azurite")
-        yield TableStore(azurite.connection_string, table_prefix())
 
 
 def callback(store: Store, status: str, at: str, error_code: int | None = None) -> bool:
