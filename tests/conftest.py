@@ -27,6 +27,7 @@ import requests
 
 from devhost.sandbox import SandboxConfig, create_sandbox_app
 from devhost.serving import BackgroundServer
+from shared import parallel
 from shared.clock import use_clock
 from shared.memory_store import MemoryStore
 from shared.settings import Secret, Settings, get_settings
@@ -139,6 +140,21 @@ def body_of(response: func.HttpResponse) -> Any:
 def post_json(handler: Handler, url: str, payload: Any) -> tuple[int, Any]:
     response = handler(build_request("POST", url, json_body=payload))
     return response.status_code, body_of(response)
+
+
+# `make mutate` (mutmut) forks a child per mutant from a process whose tests may have used
+# the store pool (shared/parallel.py): in the child the pool's threads are gone, and a task
+# submitted to it would wait forever. Each child makes a pool of its own.
+os.register_at_fork(after_in_child=parallel._pool.cache_clear)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start Azurite are marked `azurite` (the store fixture's "table" variant
+    marks itself), so a run can leave them out by marker (`-m "not azurite"`, as `make
+    mutate` does) rather than by a name that other tests may contain ("printable")."""
+    for item in items:
+        if "azurite" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.azurite)
 
 
 @pytest.fixture(scope="session")
@@ -415,7 +431,7 @@ def table_prefix() -> str:
     return "T" + uuid.uuid4().hex[:16]
 
 
-@pytest.fixture(params=["memory", "table"])
+@pytest.fixture(params=["memory", pytest.param("table", marks=pytest.mark.azurite)])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     """The store contract holds for both: each test runs on memory and on Azurite's tables.
     A module that needs another store defines its own `store`, which takes precedence."""
