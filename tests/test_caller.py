@@ -51,6 +51,8 @@ def test_caller_is_the_hop_the_platform_appended(forwarded: str, expected: str) 
         (f"{SMS_URL}?code={KEY_A}", {}, key_id(KEY_A)),
         (f"{SMS_URL}?Code={KEY_A}&code={KEY_B}", {}, key_id(KEY_A)),  # the host takes the first
         (f"{SMS_URL}?code={KEY_B}", {"x-functions-key": KEY_A}, key_id(KEY_A)),  # header first
+        (SMS_URL, {"x-functions-key": f"{KEY_A}, {KEY_B}"}, key_id(KEY_A)),  # a repeated header
+        (f"{SMS_URL}?to=x&code=&code={KEY_B}", {}, key_id(KEY_B)),  # only a non-empty `code`
         (SMS_URL, {}, "ip:203.0.113.7"),  # no key (a local host that checks none)
     ],
 )

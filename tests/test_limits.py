@@ -6,6 +6,7 @@ The clock is a FakeClock, so window boundaries are where the test puts them.
 from __future__ import annotations
 
 import functools
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from shared.errors import AppError
-from shared.limits import SLOTS, check_before_send, enforce_limits
+from shared.limits import SLOTS, check_before_send, enforce_limits, rules
 from shared.memory_store import MemoryStore
 from shared.settings import Limit, Settings, load_settings
 from shared.store import Store, StoreUnavailable
@@ -190,6 +191,37 @@ def test_a_changed_window_counts_afresh(store: Store) -> None:
 
 def test_slots_cover_the_window_exactly() -> None:
     assert SLOTS == 60  # Retry-After above assumes one-minute slots in an hour
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_the_counters_keep_their_names_in_the_store() -> None:
+    # A renamed counter starts afresh: a deploy would forget what was counted, and while
+    # two versions run side by side each would count on its own.
+    settings = limits(
+        LIMIT_PER_CALLER="5/hour", LIMIT_GLOBAL="100/day", LIMIT_PER_DESTINATION="3/minute"
+    )
+    applying = rules(settings, caller="c1", destination="+14155550100")
+    assert [(rule.name, rule.counter) for rule in applying] == [
+        ("caller", digest("caller:c1|3600")),
+        ("global", digest("global|86400")),
+        ("destination", digest("destination:+14155550100|60")),
+    ]
+
+
+def test_slots_that_count_nothing_are_not_written_back() -> None:
+    store, settings = MemoryStore(), limits(LIMIT_PER_CALLER="5/hour")
+    [rule] = rules(settings, caller="c1", destination=None)
+    minute = int(T0 // 60)  # an hour's slots are a minute long
+    store.update_counters(
+        [rule.counter], lambda _: {(rule.counter, 0): {minute - 2: 2, minute - 1: 0}}
+    )
+    enforce_limits(store, settings, caller="c1", destination=None, now=T0)
+    rows: list[Any] = []
+    store.update_counters([rule.counter], lambda current: rows.append(current[rule.counter]))
+    assert rows[0][0] == {minute - 2: 2, minute: 1}
 
 
 # Through the routes --------------------------------------------------------------------

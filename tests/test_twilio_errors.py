@@ -32,6 +32,7 @@ def twilio(status: int, code: int | None) -> TwilioRestException:
         (400, 21610, 409, "refused"),
         (429, 21611, 503, "not-sent"),  # the queue is full: nothing queued
         (429, 20429, 503, "not-sent"),  # "never processed"
+        (429, 21211, 422, "not-sent"),  # a 429 was never processed, whatever its code says
         (400, 21606, 500, "not-sent"),  # our sender is misconfigured: fixable, then sends
         (400, 21701, 500, "not-sent"),  # a Messaging Service that does not exist
         (400, 21705, 500, "not-sent"),  # an invalid Messaging Service SID
@@ -118,6 +119,12 @@ def refused_to_connect() -> requests.ConnectionError:
             "not-sent",
         ),
         (reset_after_sending(), 502, "Twilio connection lost", "unknown"),
+        (  # only a ConnectionError tells of a connection never made, whatever it carries
+            requests.ReadTimeout(MaxRetryError(NO_POOL, "/x", NewConnectionError(NO_POOL, "x"))),
+            504,
+            "Twilio timed out",
+            "unknown",
+        ),
         (
             requests.ReadTimeout(ReadTimeoutError(NO_POOL, "/x", "read timed out")),
             504,
@@ -142,8 +149,20 @@ def test_transport_failures_say_whether_anything_was_sent(
         (AppError("over the limit", status_code=429), "not-sent"),
         (StoreUnavailable(), "not-sent"),
         (AppError("opted out", status_code=409), "refused"),
+        (AppError("a failure of ours"), "not-sent"),  # 500: before Twilio was asked
+        (AppError("unavailable", status_code=503), "not-sent"),
         (RuntimeError("a bug after Twilio answered"), "unknown"),  # assume it may have sent
     ],
 )
 def test_our_own_failures(exc: Exception, result: str) -> None:
     assert outcome(exc) == result
+
+
+def test_a_connection_lost_after_sending_says_the_message_may_have_been_sent() -> None:
+    error = from_transport_exception(reset_after_sending())
+    assert error is not None
+    assert error.detail == (
+        "The connection to Twilio broke after the request was sent: the message or call may "
+        "have been sent. Retry with the same Idempotency-Key: the app then asks Twilio before "
+        "it sends again."
+    )

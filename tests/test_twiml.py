@@ -60,6 +60,11 @@ def test_twimlet_messages_in_index_order_urls_are_played() -> None:
     )
 
 
+def test_plain_http_audio_is_played_too() -> None:
+    xml = render(speech({"Message[0]": "http://example.com/tone.mp3"}))
+    assert xml == f"{XML}<Response><Play>http://example.com/tone.mp3</Play></Response>"
+
+
 def test_say_text_up_to_twilios_limit_is_accepted() -> None:
     assert speech({"message": "a" * 4096}).segments == (Segment("say", "a" * 4096),)
 
