@@ -1,5 +1,6 @@
-"""Timer Cleanup (daily, 03:17 UTC): deletes expired idempotency keys, idle limit counters
-and delivery records older than STATE_RETENTION_DAYS (shared/cleanup.py says why each)."""
+"""Timer Cleanup (daily, 03:17 UTC): deletes expired idempotency keys, idle limit counters,
+and delivery, conversation and voicemail records older than STATE_RETENTION_DAYS
+(shared/cleanup.py says why each)."""
 
 from __future__ import annotations
 

@@ -40,10 +40,17 @@ from devhost.host import (
     timer_functions,
 )
 from devhost.inbound_calls import INBOUND
-from devhost.sandbox import MAGIC_SENDERS, TEST_SENDER, SandboxConfig, create_sandbox_app
+from devhost.sandbox import (
+    MAGIC_SENDERS,
+    SANDBOX,
+    TEST_SENDER,
+    SandboxConfig,
+    create_sandbox_app,
+)
 from devhost.worker import IndexedFunction, InProcessWorker, WorkerRefused
 from shared import inbound_calls
 from shared.errors import InvalidSetting
+from shared.inbound import INCOMING_SMS_ROUTE
 from shared.phone import InvalidPhoneNumber, to_e164
 from shared.settings import development_storage, load_settings
 
@@ -217,9 +224,12 @@ async def serve(args: argparse.Namespace, sandbox_token: str | None) -> None:
             host_url,
         )
     if sandbox_app is not None:
-        # The sandbox number's voice webhook, as a Twilio number's would be configured.
-        sandbox_app[INBOUND].voice_url = f"{os.environ['PUBLIC_BASE_URL']}/{prefix}/IncomingCall"
+        # The sandbox's numbers call and text the app as a Twilio number whose voice webhook is
+        # IncomingCall and whose "A message comes in" webhook is IncomingSms (docs/two-way.md).
+        public = os.environ["PUBLIC_BASE_URL"].rstrip("/")
+        sandbox_app[INBOUND].voice_url = f"{public}/{prefix}/IncomingCall"
         sandbox_app[INBOUND].base_url = sandbox_url or ""
+        sandbox_app[SANDBOX].config.incoming_sms_url = f"{public}/{prefix}/{INCOMING_SMS_ROUTE}"
     _banner(routes, prefix, host_url, sandbox_url, durable, timer_functions(indexed))
     ready = {"host": host_url, "sandbox": sandbox_url, "durable": durable and durable.rpc_base_url}
     print(f"{READY_PREFIX}{json.dumps(ready)}", flush=True)

@@ -7,11 +7,15 @@ each one's progress, and cancels it, through the app's own /api/broadcasts/{id},
 sees exactly what its caller (this machine) may see. Inbound calls: POST
 /sandbox/incoming-calls rings the app's number through the sandbox (devhost/inbound_calls.py);
 GET lists those calls and the voicemails the app stored (/sandbox/voicemails: those only).
+Conversations: POST /sandbox/reply
+{phone, body} has the phone text back; the sandbox posts the signed webhook Twilio would
+to the app's IncomingSms (devhost/texting.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,8 @@ STATIC = Path(__file__).resolve().parent / "console"
 
 SHOWN_BROADCASTS = 20
 SHOWN_VOICEMAILS = 20
+MAX_REPLY = 1600  # what Twilio delivers of one text
+_PHONE = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
 def add_console(
@@ -50,6 +56,23 @@ def add_console(
     async def voicemails(request: web.Request) -> web.Response:
         return web.json_response({"voicemails": await _voicemails()})
 
+    async def reply(request: web.Request) -> web.Response:
+        try:
+            payload = await request.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            payload = {}
+        phone, body = payload.get("phone"), payload.get("body")
+        if not (isinstance(phone, str) and _PHONE.fullmatch(phone)):
+            return web.json_response(
+                {"error": "phone must be E.164, e.g. +14155550100"}, status=400
+            )
+        if not (isinstance(body, str) and 0 < len(body) <= MAX_REPLY):
+            return web.json_response({"error": f"body: 1 to {MAX_REPLY} characters"}, status=400)
+        message = await sandbox[SANDBOX].receive_sms(phone, body)
+        return web.json_response(message, status=201)
+
     async def page(request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
 
@@ -63,6 +86,7 @@ def add_console(
     host.router.add_post("/sandbox/incoming-calls", ring)
     host.router.add_get("/sandbox/incoming-calls", inbound_calls)
     host.router.add_get("/sandbox/voicemails", voicemails)
+    host.router.add_post("/sandbox/reply", reply)
     host.router.add_static("/sandbox/static/", STATIC)
 
 

@@ -9,7 +9,8 @@ recording URL the sandbox serves), requests its action (the current document's U
 it has none, as Twilio does), then posts the recording status callback; <Hangup/> or the
 end of a document ends the call. A document that cannot be used ends the call with
 Twilio's application-error message and a Debugger alert, as for outbound calls.
-`GET /sandbox/incoming-calls` lists them (newest last) with each step.
+`GET /sandbox/incoming-calls` lists them (newest last) with each step; they are kept in the
+sandbox's state, so `POST /sandbox/reset` forgets them with the rest.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from devhost.phone import API_VERSION, _country, post_webhook
+from devhost.phone import API_VERSION, country_of, post_webhook
 
 if TYPE_CHECKING:
     from devhost.sandbox import _Sandbox
@@ -48,10 +49,13 @@ class _Run:
 class InboundCalls:
     def __init__(self, sandbox: _Sandbox) -> None:
         self.sandbox = sandbox
-        self.calls: dict[str, dict[str, Any]] = {}
-        self.settled: dict[str, asyncio.Event] = {}
         self.base_url = ""  # the sandbox's own origin, for the recording URLs it makes
         self.voice_url = ""  # the number's voice webhook (devhost: the app's IncomingCall)
+
+    @property
+    def calls(self) -> dict[str, dict[str, Any]]:
+        """The calls rung so far, newest last (in the sandbox's state: a reset forgets them)."""
+        return self.sandbox.state.inbound_calls
 
     def ring(self, from_number: str, to: str | None, url: str | None) -> dict[str, Any]:
         """Start an inbound call to `to` (the account's number); ValueError if it cannot be."""
@@ -74,14 +78,14 @@ class InboundCalls:
             "CallSid": sid, "AccountSid": config.account_sid, "From": from_number, "To": to,
             "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": API_VERSION,
             "Caller": from_number, "Called": to, "CallToken": "",
-            "FromCountry": _country(from_number), "FromState": "", "FromCity": "", "FromZip": "",
-            "ToCountry": _country(to), "ToState": "", "ToCity": "", "ToZip": "",
-            "CallerCountry": _country(from_number), "CallerState": "", "CallerCity": "",
-            "CallerZip": "", "CalledCountry": _country(to), "CalledState": "", "CalledCity": "",
+            "FromCountry": country_of(from_number), "FromState": "", "FromCity": "", "FromZip": "",
+            "ToCountry": country_of(to), "ToState": "", "ToCity": "", "ToZip": "",
+            "CallerCountry": country_of(from_number), "CallerState": "", "CallerCity": "",
+            "CallerZip": "", "CalledCountry": country_of(to), "CalledState": "", "CalledCity": "",
             "CalledZip": "",
         }  # fmt: skip
         self.calls[sid] = call
-        self.settled[sid] = asyncio.Event()
+        self.sandbox.state.settled[sid] = asyncio.Event()
         self.sandbox._spawn(self._run(_Run(call, params), voice_url))
         return call
 
@@ -114,7 +118,7 @@ class InboundCalls:
         wait = min(float(request.query.get("wait", "0") or 0), 30.0)
         if wait > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.settled[sid].wait(), wait)
+                await asyncio.wait_for(self.sandbox.state.settled[sid].wait(), wait)
         return web.json_response(self.calls[sid])
 
     async def handle_recording(self, request: web.Request) -> web.Response:
@@ -148,7 +152,7 @@ class InboundCalls:
             call["heard"].append({"verb": "Say", "text": failure.heard})
         finally:
             call["status"] = "completed"
-            self.settled[call["sid"]].set()
+            self.sandbox.state.settled[call["sid"]].set()
 
     async def _document(self, run: _Run, url: str, extra: dict[str, str]) -> list[ET.Element]:
         if not self.sandbox._may_reach(url):

@@ -85,8 +85,8 @@ def inbound_sms_params(
     does when it does not know them; the countries come from the numbers."""
     sid = sid or message_sid()
     params = {
-        "ToCountry": _country(to), "ToState": "", "ToCity": "", "ToZip": "",
-        "FromCountry": _country(from_), "FromState": "", "FromCity": "", "FromZip": "",
+        "ToCountry": country_of(to), "ToState": "", "ToCity": "", "ToZip": "",
+        "FromCountry": country_of(from_), "FromState": "", "FromCity": "", "FromZip": "",
         "SmsMessageSid": sid, "SmsSid": sid, "MessageSid": sid, "SmsStatus": "received",
         "NumMedia": str(len(media)), "NumSegments": str(segments),
         "Body": body, "From": from_, "To": to,
@@ -102,7 +102,8 @@ def inbound_sms_params(
     return params
 
 
-def _country(number: str) -> str:
+def country_of(number: str) -> str:
+    """The ISO country Twilio names in a webhook's *Country fields; "" when it cannot tell."""
     import phonenumbers
 
     try:

@@ -23,6 +23,10 @@ loopback hosts (TwiML, callbacks) unless `reach_internet`. `GET
 /sandbox/messages/{sid}?wait=N` (and calls) waits until every callback of that SID has
 been answered, so tests need not poll.
 
+The phone can text back (`receive_sms`, devhost/texting.py): Twilio's own opt-out handling
+(after STOP, sends from that sender to that phone are refused with 21610), the inbound
+Message, the signed webhook to `incoming_sms_url`, and the replies.
+
 Messages and calls are listed as Twilio lists them (`GET …/Messages.json`,
 `GET …/Calls.json`: filters, paging, newest first; see devhost.twilio_lists): after a lost
 answer, a lookup is the only way to learn whether a message or call exists.
@@ -60,6 +64,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 from yarl import URL
 
+from devhost import texting
 from devhost.phone import TWILIO_TIMEOUT_SECONDS, post_webhook
 from devhost.twilio_lists import (
     CALL_DATES,
@@ -189,17 +194,27 @@ class SandboxConfig:
     messaging_services: frozenset[str] = frozenset()
     # The number a Messaging Service picks from its sender pool (one pool for all).
     service_sender: str = TEST_SENDER
+    # Where the account's numbers post incoming messages ("A message comes in"); devhost
+    # sets it to the app's IncomingSms once the app listens. Empty: nowhere.
+    incoming_sms_url: str = ""
 
 
 @dataclass
 class SandboxState:
+    """Everything the sandbox holds: a reset replaces it whole."""
+
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Calls *to* the account's numbers (devhost/inbound_calls.py); their `settled` events
+    # are kept with the others' (call SIDs are unique).
+    inbound_calls: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     settled: dict[str, asyncio.Event] = field(default_factory=dict)
     rate_limited_once: set[tuple[str, str]] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Twilio's own opt-out list: (phone, sender key) pairs that replied STOP.
+    opted_out: set[tuple[str, str]] = field(default_factory=set)
 
 
 class TwilioError(Exception):
@@ -339,6 +354,32 @@ class _Sandbox:
                 await asyncio.wait_for(self.state.settled[sid].wait(), wait)
         return web.json_response(store[sid])
 
+    async def receive_sms(self, phone: str, body: str) -> dict[str, Any]:
+        """`phone` texts back, to the sender that last texted it: Twilio's opt-out handling,
+        the Message resource, the signed webhook to `incoming_sms_url`, and the replies."""
+        account = self.config.account_sid
+        line = texting.line_to(list(self.state.messages.values()), phone, TEST_SENDER)
+        message = texting.inbound_message(account, f"SM{uuid.uuid4().hex}", phone, line, body)
+        self.state.messages[message["sid"]] = message
+        keyword = texting.twilio_keyword(body)
+        if keyword == "STOP":
+            self.state.opted_out.add((phone, line.key))
+        elif keyword == "START":
+            self.state.opted_out.discard((phone, line.key))
+        replies = [texting.TWILIO_REPLIES[keyword]] if keyword else []
+        url = self.config.incoming_sms_url
+        if url and self._may_reach(url):
+            answer = await texting.deliver(url, self.config.auth_token, message)
+            message["webhook"] = {"url": url, "response": answer.outcome, "body": answer.body}
+            # Twilio answers a keyword itself; the app's TwiML for it is not sent.
+            replies += [] if keyword else texting.twiml_messages(answer)
+        else:
+            message["webhook"] = {"url": url, "response": NOT_REACHED if url else "no webhook"}
+        for text in replies:
+            reply = texting.reply_message(account, line, phone, text)
+            self.state.messages[reply["sid"]] = reply
+        return message
+
     def snapshot(self) -> dict[str, Any]:
         """Everything received so far (for the console)."""
         return {
@@ -382,6 +423,8 @@ class _Sandbox:
             if from_ not in self.config.owned_numbers:
                 raise TwilioError(400, 21606, _SMS_SENDER_NOT_OWNED.format(from_=from_))
         _raise_magic(_MESSAGE_TO_ERRORS, to, to, from_)
+        if {(to, service), (to, from_)} & self.state.opted_out:
+            raise TwilioError(400, 21610, "Attempt to send to unsubscribed recipient")
 
     def _check_service(self, service: str) -> None:
         # Codes from Twilio's error dictionary: 21705 "The Messaging Service is invalid" (does
@@ -798,7 +841,7 @@ def _public(resource: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if k not in _SANDBOX_ONLY_FIELDS}
 
 
-_SANDBOX_ONLY_FIELDS = frozenset({"media_url", "twiml_request", "heard", "callbacks"})
+_SANDBOX_ONLY_FIELDS = frozenset({"media_url", "twiml_request", "heard", "callbacks", "webhook"})
 
 
 @dataclass(frozen=True)

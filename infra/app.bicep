@@ -391,3 +391,4 @@ output baseUrl string = baseUrl
 output twimlUrl string = '${baseUrl}/${routePrefix}/TwiML'
 output statusCallbackUrl string = '${baseUrl}/${routePrefix}/StatusCallback'
 output incomingCallUrl string = '${baseUrl}/${routePrefix}/IncomingCall'
+output incomingSmsUrl string = '${baseUrl}/${routePrefix}/IncomingSms'

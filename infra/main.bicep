@@ -169,3 +169,5 @@ output TWIML_URL string = app.outputs.twimlUrl
 output STATUS_CALLBACK_URL string = app.outputs.statusCallbackUrl
 @description('For a Twilio number\'s voice webhook (A call comes in), GET or POST: forward, else voicemail.')
 output INCOMING_CALL_URL string = app.outputs.incomingCallUrl
+@description('For a Twilio number\'s or Messaging Service\'s incoming messages (A message comes in), POST.')
+output INCOMING_SMS_URL string = app.outputs.incomingSmsUrl

@@ -100,7 +100,9 @@ def place_call(
     attempt: Attempt | None = None,
 ) -> Accepted:
     to = request.to.e164
-    check_before_send(store, settings, caller=caller, destination=to, sms=False, now=clock.now())
+    check_before_send(
+        store, settings, caller=caller, destination=to, sms_sender=None, now=clock.now()
+    )
     options: dict[str, Any] = {"to": to, "from_": request.from_number, "url": request.twiml_url}
     callback = status_callback_url(settings)
     if callback:

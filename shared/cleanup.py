@@ -11,6 +11,12 @@
   not name (a day's slots read as an hour's would look decades old).
 - Delivery records (what `GET /api/messages/{sid}` shows): kept `STATE_RETENTION_DAYS`
   after their last change (a late callback counts as one), then deleted.
+- Voicemails (who called, each recording's status; the recording stays at Twilio): kept
+  `STATE_RETENTION_DAYS` after their call's last change (a late recording callback counts
+  as one), then deleted with it.
+- Conversations: each message is kept `STATE_RETENTION_DAYS` after it was sent or
+  received; a caller's link to a number as long after its last send there (replies
+  arriving later are stored, shown to nobody).
 
 Opt-outs are never deleted: a STOP holds until the recipient opts in again at Twilio.
 Every delete is conditional on the row being as it was read, so a row in use again since
@@ -38,6 +44,8 @@ class Purged:
     keys: int
     counters: int
     deliveries: int
+    conversations: int
+    voicemails: int
 
 
 def counter_lifetime(settings: Settings) -> float:
@@ -57,13 +65,17 @@ def counter_lifetime(settings: Settings) -> float:
 
 def purge(store: Store, settings: Settings, now: float) -> Purged:
     """Delete what has expired at `now`; how many of each were deleted."""
+    retained_since = now - settings.state_retention_days * DAY_SECONDS
     purged = Purged(
         keys=store.purge_keys(now),
         counters=store.purge_counters(now - counter_lifetime(settings)),
-        deliveries=store.purge_deliveries(now - settings.state_retention_days * DAY_SECONDS),
+        deliveries=store.purge_deliveries(retained_since),
+        conversations=store.purge_conversations(retained_since),
+        voicemails=store.purge_voicemails(retained_since),
     )
     logger.info(
-        "Cleanup deleted %d idempotency keys, %d limit counters, %d delivery records",
-        purged.keys, purged.counters, purged.deliveries,
+        "Cleanup deleted %d idempotency keys, %d limit counters, %d delivery records, "
+        "%d conversation records, %d calls' voicemails",
+        purged.keys, purged.counters, purged.deliveries, purged.conversations, purged.voicemails,
     )  # fmt: skip
     return purged

@@ -59,10 +59,11 @@ def check_before_send(
     *,
     caller: str | None,
     destination: str,
-    sms: bool,
+    sms_sender: str | None,
     now: float,
 ) -> None:
-    """Opt-outs (SMS) and limits, before Twilio is asked; fails closed by default.
+    """Opt-outs (SMS: of `destination` from `sms_sender`) and limits, before Twilio is
+    asked; fails closed by default.
 
     The opt-out is read beside the counters, and decided before they are written: two
     store round trips in all. `caller=None` charges the destination only: a broadcast
@@ -70,8 +71,11 @@ def check_before_send(
     """
     try:
         opted = None
-        if sms:
-            opted = parallel.start(lambda: store.is_opted_out(destination), beside=store.remote)
+        if sms_sender is not None:
+            sender = sms_sender
+            opted = parallel.start(
+                lambda: store.is_opted_out(destination, sender), beside=store.remote
+            )
         try:
             enforce_limits(
                 store, settings, caller=caller, destination=destination, now=now,

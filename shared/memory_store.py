@@ -11,10 +11,13 @@ from shared.delivery_status import Created, Delivery, Kind, StatusEvent, fold
 from shared.store import (
     COUNTER_SHARDS,
     BroadcastRecord,
+    ConversationMessage,
+    ConversationPage,
     IdempotencyRecord,
     Shards,
     Slots,
     Versioned,
+    conversation_position,
 )
 from shared.voicemail import CallParties, RecordingEvent, Voicemail, newest_first
 from shared.voicemail import fold as fold_voicemails
@@ -32,9 +35,10 @@ class MemoryStore:
         self._keys: dict[tuple[str, str], IdempotencyRecord] = {}
         self._versions: dict[tuple[str, str], int] = {}
         self._counters: dict[tuple[str, int], Slots] = {}
-        # When each delivery and counter was last written (clock time), as the table keeps it.
+        # When each delivery, counter and call's voicemail was last written (clock time), as
+        # the table keeps it.
         self._written: dict[tuple[str, str], float] = {}
-        self._opt_outs: set[str] = set()
+        self._opt_outs: set[tuple[str, str]] = set()  # (number, sender)
         # Its own lock: update_counters' `change` waits on an opt-out read (limits.py).
         self._opt_out_lock = threading.Lock()
         self._broadcasts: dict[str, BroadcastRecord] = {}
@@ -42,6 +46,11 @@ class MemoryStore:
         self._results: dict[tuple[str, int], dict[str, Any]] = {}
         self._parties: dict[str, CallParties] = {}
         self._recordings: dict[str, dict[tuple[str, str], RecordingEvent]] = {}
+        # Conversations: the callers that sent to each number (and when they last did),
+        # each caller's view of each number, the inbound messages by SID.
+        self._contacts: dict[str, dict[str, float]] = {}
+        self._views: dict[tuple[str, str], dict[str, ConversationMessage]] = {}
+        self._inbound: dict[str, ConversationMessage] = {}
 
     def delivery(self, kind: Kind, sid: str) -> Delivery | None:
         with self._lock:
@@ -66,6 +75,7 @@ class MemoryStore:
     def record_call_parties(self, call_sid: str, parties: CallParties) -> None:
         with self._lock:
             self._parties[call_sid] = parties
+            self._written[("voicemail", call_sid)] = clock.now()
 
     def record_recording(self, call_sid: str, event: RecordingEvent) -> bool:
         with self._lock:
@@ -73,6 +83,7 @@ class MemoryStore:
             if (event.recording_sid, event.status) in events:
                 return False
             events[(event.recording_sid, event.status)] = event
+            self._written[("voicemail", call_sid)] = clock.now()
             return True
 
     def voicemails(self, limit: int) -> list[Voicemail]:
@@ -121,13 +132,63 @@ class MemoryStore:
                 self._counters[row] = dict(slots)
                 self._written[("counter", f"{row[0]}-{row[1]}")] = clock.now()
 
-    def add_opt_out(self, number: str) -> None:
+    def add_opt_out(self, number: str, senders: Sequence[str]) -> None:
         with self._opt_out_lock:
-            self._opt_outs.add(number)
+            self._opt_outs.update((number, sender) for sender in senders)
 
-    def is_opted_out(self, number: str) -> bool:
+    def remove_opt_out(self, number: str, senders: Sequence[str]) -> None:
         with self._opt_out_lock:
-            return number in self._opt_outs
+            self._opt_outs.difference_update((number, sender) for sender in senders)
+
+    def is_opted_out(self, number: str, sender: str) -> bool:
+        with self._opt_out_lock:
+            return (number, sender) in self._opt_outs
+
+    def record_sent_message(self, caller: str, message: ConversationMessage) -> None:
+        with self._lock:
+            self._contacts.setdefault(message.to, {})[caller] = message.at
+            view = self._views.setdefault((caller, message.to), {})
+            view[conversation_position(message)] = message
+
+    def record_inbound_message(self, message: ConversationMessage) -> bool:
+        with self._lock:
+            if message.sid in self._inbound:
+                return False
+            self._inbound[message.sid] = message
+            for caller in self._contacts.get(message.from_, {}):
+                view = self._views.setdefault((caller, message.from_), {})
+                view[conversation_position(message)] = message
+            return True
+
+    def conversation(
+        self, caller: str, number: str, after: str | None, limit: int
+    ) -> ConversationPage:
+        with self._lock:
+            view = self._views.get((caller, number), {})
+            positions = sorted(p for p in view if after is None or p > after)
+        page = positions[:limit]
+        more = len(positions) > limit
+        return ConversationPage([view[p] for p in page], page[-1] if more else None)
+
+    def purge_conversations(self, before: float) -> int:
+        with self._lock:
+            deleted = 0
+            for number, callers in list(self._contacts.items()):
+                for caller, last_sent in list(callers.items()):
+                    if last_sent < before:
+                        del callers[caller]
+                        deleted += 1
+                if not callers:
+                    del self._contacts[number]
+            for view in self._views.values():
+                old = [p for p, message in view.items() if message.at < before]
+                for p in old:
+                    del view[p]
+                deleted += len(old)
+            old_sids = [sid for sid, message in self._inbound.items() if message.at < before]
+            for sid in old_sids:
+                del self._inbound[sid]
+            return deleted + len(old_sids)
 
     def purge_keys(self, now: float) -> int:
         with self._lock:
@@ -158,6 +219,19 @@ class MemoryStore:
                 self._created.pop((kind, sid), None)
                 self._events.pop((kind, sid), None)
                 del self._written[("delivery", f"{kind}:{sid}")]
+            return len(old)
+
+    def purge_voicemails(self, unchanged_since: float) -> int:
+        with self._lock:
+            old = [
+                sid
+                for sid in {*self._parties, *self._recordings}
+                if self._written[("voicemail", sid)] < unchanged_since
+            ]
+            for sid in old:
+                self._parties.pop(sid, None)
+                self._recordings.pop(sid, None)
+                del self._written[("voicemail", sid)]
             return len(old)
 
     def create_broadcast(self, record: BroadcastRecord) -> bool:

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from twilio.base.exceptions import TwilioRestException
 
-from shared import clock, policy
+from shared import clock, conversations, parallel, policy
 from shared.deliveries import remember_created, status_callback_url
 from shared.limits import OPTED_OUT_CODE, check_before_send
 from shared.phone import InvalidPhoneNumber, PhoneNumber, mask, to_e164
 from shared.reconcile import content_digest, find_created
 from shared.settings import Settings
-from shared.store import Accepted, Attempt, Store, StoreUnavailable
+from shared.store import Accepted, Attempt, ConversationMessage, Store, StoreUnavailable
 from shared.twilio_client import with_rate_limit_retry
 from shared.urls import parse_public_url
 from shared.validation import Errors, decode
@@ -60,8 +60,7 @@ def parse_sms_request(fields: Mapping[str, Any], settings: Settings) -> SmsReque
 
 def intent(request: SmsRequest) -> Attempt:
     """What sending `request` asks Twilio for, to recognise it later in Twilio's list."""
-    sender = request.sender.messaging_service_sid or request.sender.from_number
-    assert sender is not None
+    sender = request.sender.key
     return Attempt("message", request.to.e164, sender, content_digest(request.body), 0.0, "")
 
 
@@ -84,7 +83,7 @@ def send_sms(
         settings,
         caller=caller if charge_caller else None,
         destination=to,
-        sms=True,
+        sms_sender=request.sender.key,
         now=clock.now(),
     )
     options: dict[str, Any] = {"to": to}
@@ -103,10 +102,10 @@ def send_sms(
         message = with_rate_limit_retry(settings, lambda: client.messages.create(**options))
     except TwilioRestException as exc:
         if exc.code == OPTED_OUT_CODE:
-            _remember_opt_out(store, to)
+            _remember_opt_out(store, to, request.sender.key)
         raise
     logger.info("SMS %s to %s: %s", message.sid, mask(to), message.status)
-    return remember_sent(store, message, caller, attempt)
+    return remember_sent(store, message, caller, attempt, request.media_urls)
 
 
 def find_sent(client: Client, store: Store, caller: str, attempt: Attempt) -> Accepted | None:
@@ -118,14 +117,32 @@ def find_sent(client: Client, store: Store, caller: str, attempt: Attempt) -> Ac
     return remember_sent(store, message, caller, attempt)
 
 
-def remember_sent(store: Store, message: Any, caller: str, attempt: Attempt | None) -> Accepted:
-    """The answer for `message`, and the write recording who sent it (under which key)."""
+def remember_sent(
+    store: Store,
+    message: Any,
+    caller: str,
+    attempt: Attempt | None,
+    media_urls: tuple[str, ...] = (),
+) -> Accepted:
+    """The answer for `message`, and the writes recording who sent it (under which key)
+    and adding it to the caller's conversation with the recipient, side by side."""
     from shared.shapes import SmsResult, answer
 
+    sent = ConversationMessage(
+        sid=message.sid, direction="outbound", from_=message.from_ or "", to=message.to,
+        body=message.body or "", at=clock.now(), media=tuple((url, "") for url in media_urls),
+        messaging_service_sid=message.messaging_service_sid,
+    )  # fmt: skip
+
     def record() -> None:
-        remember_created(
-            store, "message", message.sid, caller=caller, to=message.to, status=message.status,
-            attempt=attempt.owner if attempt else None,
+        # Two single writes side by side (each catches its own store failure).
+        parallel.both(
+            lambda: remember_created(
+                store, "message", message.sid, caller=caller, to=message.to,
+                status=message.status, attempt=attempt.owner if attempt else None,
+            ),
+            lambda: conversations.remember_sent(store, caller, sent),
+            beside=store.remote,
         )  # fmt: skip
 
     body = answer(
@@ -142,9 +159,9 @@ def remember_sent(store: Store, message: Any, caller: str, attempt: Attempt | No
     return Accepted(body, record)
 
 
-def _remember_opt_out(store: Store, number: str) -> None:
+def _remember_opt_out(store: Store, number: str, sender: str) -> None:
     try:
-        store.add_opt_out(number)
+        store.add_opt_out(number, [sender])
     except StoreUnavailable:
         logger.error("Could not record the opt-out of %s", mask(number))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import twiml
+from shared import conversations, twiml
 from shared.broadcasts import MAX_PAGE
 from shared.idempotency import KEY_HEADER, MAX_KEY_LENGTH
 from shared.settings import Settings
@@ -75,6 +75,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "post": _incoming_call_twiml("incomingCallRecordAction")
             },
             "/IncomingCall/RecordingStatus": {"post": _recording_status()},
+            "/IncomingSms": {"post": _incoming_sms()},
+            "/conversations/{number}": {"get": _conversation(mobile_security)},
             "/messages/{sid}": {"get": _delivery("message", mobile_security)},
             "/calls/{sid}": {"get": _delivery("call", mobile_security)},
             "/broadcasts": {"post": _start_broadcast(mobile_security)},
@@ -202,6 +204,54 @@ def _recording_status() -> dict[str, Any]:
             "204": {"description": "Stored (or ignored: a duplicate, an untracked status)"},
             **_problems(400, 403, 413, 415, 503),
         },
+    }
+
+
+def _incoming_sms() -> dict[str, Any]:
+    return {
+        "operationId": "incomingSms",
+        "summary": "Twilio's incoming-message webhook (requires X-Twilio-Signature): stores the "
+        "message, applies STOP/START at once",
+        "security": [],
+        "parameters": [_twilio_signature()],
+        "requestBody": _twilio_form("MessageSid, From, To, Body, NumMedia, MediaUrl0, …"),
+        "responses": {
+            "200": {
+                "description": "TwiML: empty, or INBOUND_SMS_AUTO_REPLY (never to a keyword)",
+                "content": {"application/xml": {"schema": {"type": "string"}}},
+            },
+            **_problems(400, 403, 413, 415, 503),
+        },
+    }
+
+
+def _conversation(security: Security) -> dict[str, Any]:
+    return {
+        "operationId": "conversation",
+        "summary": "The caller's messages with one number (its sends, the number's replies "
+        "since), newest first; empty for a number the caller never sent to",
+        "security": security,
+        "parameters": [
+            {
+                "name": "number",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "maxLength": 64},
+                "description": "E.164, e.g. +14155550100 (national formats with DEFAULT_REGION)",
+            },
+            _query(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": conversations.MAX_PAGE},
+                f"Messages per page, 1 to {conversations.MAX_PAGE} "
+                f"(default {conversations.DEFAULT_PAGE})",
+            ),
+            _query(
+                "after",
+                {"type": "string", "maxLength": 120},
+                "The `next` token of the previous page",
+            ),
+        ],
+        "responses": {"200": _json("A page", "Conversation"), **_problems(400, 401, 403, 503)},
     }
 
 

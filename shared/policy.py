@@ -23,6 +23,14 @@ class SmsSender:
     from_number: str | None = None
     messaging_service_sid: str | None = None
 
+    @property
+    def key(self) -> str:
+        """Who the recipient hears from, as Twilio keys opt-outs: the Messaging Service
+        when one sends, else the From number."""
+        sender = self.messaging_service_sid or self.from_number
+        assert sender is not None
+        return sender
+
 
 def allowed_countries(settings: Settings) -> frozenset[str]:
     """Explicit list, or else the default sender's country (or DEFAULT_REGION)."""

@@ -49,6 +49,7 @@ _NUMBER_PREFIX = re.compile(r"\+[0-9]{1,15}")
 # Destinations that cost no more than a normal message or call; premium-rate, shared-cost,
 # UAN, personal and toll-free numbers can bill the sender extra or feed SMS pumping.
 DEFAULT_NUMBER_TYPES = ("mobile", "fixed-line", "fixed-line-or-mobile")
+MAX_REPLY_CHARACTERS = 1600  # Twilio's limit for one message body
 
 
 def development_storage(table_port: int = 10002) -> str:
@@ -164,6 +165,7 @@ class Settings:
     jwt_required_scope: str | None = None
     jwt_required_role: str | None = None
     jwt_leeway_seconds: float = 60.0
+    inbound_sms_auto_reply: str | None = None  # answered to a received SMS (not to keywords)
 
     @property
     def store_kind(self) -> StoreKind:
@@ -285,7 +287,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         jwt_required_scope=env.get("JWT_REQUIRED_SCOPE"),
         jwt_required_role=env.get("JWT_REQUIRED_ROLE"),
         jwt_leeway_seconds=env.number("JWT_LEEWAY_SECONDS", 60.0, low=0, high=600),
+        inbound_sms_auto_reply=_auto_reply(env),
     )
+
+
+def _auto_reply(env: _Env) -> str | None:
+    text = env.get("INBOUND_SMS_AUTO_REPLY")
+    if text is not None and len(text) > MAX_REPLY_CHARACTERS:
+        raise InvalidSetting("INBOUND_SMS_AUTO_REPLY", f"at most {MAX_REPLY_CHARACTERS} characters")
+    return text
 
 
 @functools.cache

@@ -12,7 +12,7 @@ TwiML path.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -132,7 +132,36 @@ class DeliveryStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
     )
 
 
-RESPONSES: tuple[type[msgspec.Struct], ...] = (SmsResult, CallResult, DeliveryStatus)
+class Media(msgspec.Struct, kw_only=True):
+    url: str
+    contentType: str | None
+
+
+class ConversationEntry(msgspec.Struct, kw_only=True):
+    sid: str
+    direction: Annotated[
+        Literal["outbound", "inbound"],
+        Meta(description="outbound: this caller sent it; inbound: the number sent it"),
+    ]
+    from_: str = msgspec.field(name="from")
+    to: str
+    body: str
+    at: Annotated[str, Meta(description="When it was sent or received (ISO 8601, UTC)")]
+    media: list[Media]
+    messagingServiceSid: str | None
+
+
+class Conversation(msgspec.Struct, kw_only=True):
+    number: str
+    messages: Annotated[list[ConversationEntry], Meta(description="Newest first")]
+    next: (
+        Annotated[str, Meta(description="Pass as `after` for the next page; null: no more")] | None
+    )
+
+
+RESPONSES: tuple[type[msgspec.Struct], ...] = (
+    SmsResult, CallResult, DeliveryStatus, Conversation,
+)  # fmt: skip
 
 
 def answer(result: msgspec.Struct) -> dict[str, object]:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from shared.delivery_status import Created as DeliveryCreated
 from shared.delivery_status import Delivery, Kind, StatusEvent
 from shared.errors import ServiceUnavailable
 from shared.voicemail import CallParties, RecordingEvent, Voicemail
 
+Direction = Literal["outbound", "inbound"]
 Slots = dict[int, int]  # a sliding-window counter: slot number -> amount counted in it
 # Each counter is kept in this many rows (shards), read together: concurrent writers add to
 # different ones instead of queueing on one. limits.py decides how many a limit writes to.
@@ -84,6 +85,34 @@ class BroadcastRecord:
     @property
     def chunks(self) -> int:
         return -(-self.total // self.chunk_size)
+
+
+@dataclass(frozen=True)
+class ConversationMessage:
+    """One message exchanged with a phone number: sent by a caller, or received from it."""
+
+    sid: str
+    direction: Direction  # outbound: a caller sent it; inbound: the number sent it
+    from_: str
+    to: str
+    body: str
+    at: float  # clock time: when it was sent or received
+    media: tuple[tuple[str, str], ...] = ()  # (URL, content type; "" when unknown)
+    messaging_service_sid: str | None = None
+
+
+def conversation_position(message: ConversationMessage) -> str:
+    """Where a message sorts in its conversation: newest first (inverted milliseconds),
+    then by SID. Key-safe (digits, letters and `~`), and the same in every backend."""
+    return f"{_LATEST_MS - round(message.at * 1000):013d}~{message.sid}"
+
+
+_LATEST_MS = 10**13 - 1  # the year 2286
+
+
+class ConversationPage(NamedTuple):
+    messages: list[ConversationMessage]  # newest first
+    after: str | None  # where the next page starts (opaque to callers); None: no more
 
 
 class Versioned(NamedTuple):
@@ -157,7 +186,11 @@ class Store(Protocol):
         (on a lost race), and may wait on is_opted_out, which must not wait on this."""
         ...
 
-    def add_opt_out(self, number: str) -> None: ...
+    # Opt-outs: per recipient and sender (a From number or a Messaging Service SID), as
+    # Twilio applies them; a send reads one (is_opted_out), never more.
+    def add_opt_out(self, number: str, senders: Sequence[str]) -> None: ...
+
+    def remove_opt_out(self, number: str, senders: Sequence[str]) -> None: ...
 
     # Expiry (shared/cleanup.py): each deletes what no request can use any more, unless
     # it changed meanwhile, and says how many records it deleted.
@@ -173,7 +206,35 @@ class Store(Protocol):
         """Delete delivery records last written before `unchanged_since` (clock time)."""
         ...
 
-    def is_opted_out(self, number: str) -> bool: ...
+    def purge_voicemails(self, unchanged_since: float) -> int:
+        """Delete the voicemails of calls (who called, each recording) last written before
+        `unchanged_since` (clock time); how many calls' were deleted."""
+        ...
+
+    def is_opted_out(self, number: str, sender: str) -> bool: ...
+
+    # Conversations (shared/conversations.py): what each caller exchanged with a number.
+    def record_sent_message(self, caller: str, message: ConversationMessage) -> None:
+        """`caller` sent `message` (to `message.to`): add it to the caller's view, and from
+        now on show the caller what `message.to` sends (until purged, the message's `at`
+        being the last send). One write, never a read first."""
+        ...
+
+    def record_inbound_message(self, message: ConversationMessage) -> bool:
+        """Store a message received from `message.from_`, once per SID (False: stored
+        already), and show it to every caller that had sent to that number."""
+        ...
+
+    def conversation(
+        self, caller: str, number: str, after: str | None, limit: int
+    ) -> ConversationPage:
+        """`caller`'s messages with `number`, newest first: up to `limit` of them,
+        starting after the position `after` of an earlier page (None: the newest)."""
+        ...
+
+    def purge_conversations(self, before: float) -> int:
+        """Delete conversation messages sent or received before `before` (clock time)."""
+        ...
 
     # Broadcasts: the record, its recipients in chunks, one result per recipient.
     def create_broadcast(self, record: BroadcastRecord) -> bool:

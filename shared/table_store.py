@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import random
@@ -47,12 +48,15 @@ from shared.store import (
     COUNTER_SHARDS,
     Attempt,
     BroadcastRecord,
+    ConversationMessage,
+    ConversationPage,
     IdempotencyRecord,
     Shards,
     Slots,
     StoredResponse,
     StoreUnavailable,
     Versioned,
+    conversation_position,
 )
 from shared.voicemail import CallParties, RecordingEvent, Voicemail, newest_first
 from shared.voicemail import fold as fold_voicemails
@@ -396,16 +400,27 @@ class TableStore:
     def purge_deliveries(self, unchanged_since: float) -> int:
         # A delivery is its SID's partition (the create's row, one per status): it goes
         # whole, once no row of it changed since, or a late callback would outlive its owner.
-        table = self._table("Deliveries")
+        return self._purge_partitions("Deliveries", unchanged_since)
+
+    @_available
+    def purge_voicemails(self, unchanged_since: float) -> int:
+        # A call's partition (who called, its recordings' statuses) goes whole, like a
+        # delivery: a late recording callback keeps who called beside it.
+        return self._purge_partitions("Voicemails", unchanged_since)
+
+    def _purge_partitions(self, table_name: str, unchanged_since: float) -> int:
+        """Delete each partition none of whose rows changed since `unchanged_since`, in one
+        transaction (a partition stays far below its 100 rows); how many were deleted."""
+        table = self._table(table_name)
         old = table.query_entities(
             "updated_at lt @t", parameters={"t": float(unchanged_since)}, select=["PartitionKey"]
         )
         deleted = 0
-        for sid in dict.fromkeys(entity["PartitionKey"] for entity in old):
-            rows = list(table.query_entities("PartitionKey eq @pk", parameters={"pk": sid}))
+        for pk in dict.fromkeys(entity["PartitionKey"] for entity in old):
+            rows = list(table.query_entities("PartitionKey eq @pk", parameters={"pk": pk}))
             if any(row.get("updated_at", unchanged_since) >= unchanged_since for row in rows):
                 continue
-            try:  # only as read: a callback landing meanwhile keeps the whole delivery
+            try:  # only as read: a callback landing meanwhile keeps the whole partition
                 table.submit_transaction([
                     ("delete", row, {
                         "etag": row.metadata["etag"],
@@ -440,13 +455,82 @@ class TableStore:
     # Opt-outs ---------------------------------------------------------------------------
 
     @_available
-    def add_opt_out(self, number: str) -> None:
+    def add_opt_out(self, number: str, senders: Sequence[str]) -> None:
         # Under a digest: the list of people who said STOP is not a list of phone numbers.
-        self._table("OptOuts").upsert_entity({"PartitionKey": "optout", "RowKey": _digest(number)})
+        # One partition, so a recipient's rows for several senders go in one transaction.
+        rows = [{"PartitionKey": "optout", "RowKey": _opt_out_key(number, s)} for s in senders]
+        self._table("OptOuts").submit_transaction([("upsert", row) for row in rows])
 
     @_available
-    def is_opted_out(self, number: str) -> bool:
-        return self._get(self._table("OptOuts"), "optout", _digest(number)) is not None
+    def remove_opt_out(self, number: str, senders: Sequence[str]) -> None:
+        table = self._table("OptOuts")
+        for sender in senders:  # one by one: a missing row would fail a whole transaction
+            table.delete_entity("optout", _opt_out_key(number, sender))
+
+    @_available
+    def is_opted_out(self, number: str, sender: str) -> bool:
+        return self._get(self._table("OptOuts"), "optout", _opt_out_key(number, sender)) is not None
+
+    # Conversations (PartitionKey: the number's digest) -----------------------------------
+    # Rows: `c|<caller>` says the caller sent to the number (and when, last); `s|<SID>` is
+    # an inbound message, stored once; `m|<caller>|<position>` is a message in that
+    # caller's view, newest first (conversation_position). An inbound message is copied
+    # into the view of each caller that had sent to its number: a page is one range query.
+
+    # A send writes its two rows as two single-entity upserts, side by side (the caller
+    # runs them in parallel): a $batch costs several times one upsert, on SendSms's path.
+    @_available
+    def record_sent_message(self, caller: str, message: ConversationMessage) -> None:
+        pk, who = _digest(message.to), _digest(caller)
+        view = _message_entity(pk, f"m|{who}|{conversation_position(message)}", message)
+        contact = {"PartitionKey": pk, "RowKey": f"c|{who}", "at": message.at}
+        # Both rows live in the recipient's partition: one transaction, one round trip.
+        self._table("Conversations").submit_transaction([("upsert", view), ("upsert", contact)])
+
+    @_available
+    def record_inbound_message(self, message: ConversationMessage) -> bool:
+        table, pk = self._table("Conversations"), _digest(message.from_)
+        contacts = table.query_entities(
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+            parameters={"pk": pk, "low": "c|", "high": "c}"}, select=["RowKey"],
+        )  # fmt: skip
+        position = conversation_position(message)
+        views = [
+            ("upsert", _message_entity(pk, f"m|{row['RowKey'][2:]}|{position}", message))
+            for row in contacts
+        ]
+        # The SID's row is inserted in the same transaction as the first views: a repeat
+        # delivery fails it whole and changes nothing. A transaction takes 100 rows.
+        stored = ("create", _message_entity(pk, f"s|{_safe(message.sid)}", message))
+        try:
+            table.submit_transaction([stored, *views[:99]])
+        except TableTransactionError as exc:
+            if exc.status_code == 409:
+                return False
+            raise
+        for start in range(99, len(views), 100):
+            table.submit_transaction(views[start : start + 100])
+        return True
+
+    @_available
+    def conversation(
+        self, caller: str, number: str, after: str | None, limit: int
+    ) -> ConversationPage:
+        prefix = f"m|{_digest(caller)}|"
+        bounds = {"low": prefix + (after or ""), "high": prefix[:-1] + "}"}
+        rows = self._table("Conversations").query_entities(
+            "PartitionKey eq @pk and RowKey gt @low and RowKey lt @high",
+            parameters={"pk": _digest(number), **bounds}, results_per_page=limit + 1,
+        )  # fmt: skip
+        found = list(itertools.islice(rows, limit + 1))
+        page = found[:limit]
+        more = len(found) > limit
+        after_page = str(page[-1]["RowKey"]).removeprefix(prefix) if more else None
+        return ConversationPage([_conversation_message(row) for row in page], after_page)
+
+    @_available
+    def purge_conversations(self, before: float) -> int:
+        return self._purge("Conversations", "at lt @t", before)
 
     # Broadcasts (PartitionKey: the broadcast id) -----------------------------------------
 
@@ -599,6 +683,28 @@ def identity_credential(identity: StoreIdentity, **limits: Any) -> TokenCredenti
 
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _opt_out_key(number: str, sender: str) -> str:
+    return _digest(f"{sender}|{number}")
+
+
+def _message_entity(pk: str, rk: str, message: ConversationMessage) -> dict[str, Any]:
+    entity = {
+        "PartitionKey": pk, "RowKey": rk, "sid": message.sid, "direction": message.direction,
+        "sender": message.from_, "to": message.to, "body": message.body, "at": message.at,
+        "media": json.dumps(message.media), "service": message.messaging_service_sid,
+    }  # fmt: skip
+    return {k: v for k, v in entity.items() if v is not None}
+
+
+def _conversation_message(entity: Any) -> ConversationMessage:
+    return ConversationMessage(
+        sid=entity["sid"], direction=entity["direction"], from_=entity["sender"],
+        to=entity["to"], body=entity["body"], at=float(entity["at"]),
+        media=tuple((url, kind) for url, kind in json.loads(entity["media"])),
+        messaging_service_sid=entity.get("service"),
+    )  # fmt: skip
 
 
 def _safe(value: str) -> str:

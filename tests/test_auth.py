@@ -269,6 +269,20 @@ def test_each_user_has_their_own_limits_and_sees_only_their_own(
 
     assert (read(alice), read(bob)) == (200, 404)
 
+    def conversation(bearer: str | None) -> tuple[int, list[str]]:
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        request = build_request(
+            "GET", f"{PUBLIC_BASE_URL}/api/conversations/{VALID_TO}",
+            route_params={"number": VALID_TO}, headers=headers,
+        )  # fmt: skip
+        response = functions["Conversation"](request)
+        sids = [m["sid"] for m in body_of(response).get("messages", [])]
+        return int(response.status_code), sids
+
+    assert conversation(alice) == (200, [sid])
+    assert conversation(bob) == (200, [])  # Bob sent elsewhere: Alice's stays hers
+    assert conversation(None)[0] == 401
+
 
 # Easy Auth ------------------------------------------------------------------------------
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import replace
+
+import pytest
 
 from shared import cleanup, limits
 from shared.delivery_status import Created, StatusEvent
 from shared.settings import Limit, Settings
 from shared.store import Attempt, IdempotencyRecord, Shards, Slots, Store
 from shared.table_store import TableStore
+from shared.voicemail import CallParties, RecordingEvent
 from tests.conftest import Azurite, FakeClock, table_prefix
 
 DAY = 86400
@@ -126,10 +130,33 @@ def test_deliveries_go_after_the_retention_since_their_last_change(
     assert [store.delivery("message", s) for s in ("SM-young", "SM-late")] == [None, None]
 
 
+def test_voicemails_go_after_the_retention_and_the_log_counts_them_without_numbers(
+    store: Store, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    t0 = fake_clock.time
+    old, young = "CA" + "a" * 32, "CA" + "b" * 32
+    recording = RecordingEvent("RE" + "1" * 32, "completed", "t", url="https://r", duration=3)
+    for call in (old, young):
+        store.record_call_parties(call, CallParties("+14155550123", "+15005550006", "t"))
+        store.record_recording(call, recording)
+        fake_clock.advance(10 * DAY)
+    retention = SETTINGS.state_retention_days * DAY
+    assert cleanup.purge(store, SETTINGS, t0 + retention).voicemails == 0
+    with caplog.at_level(logging.INFO, logger="shared.cleanup"):
+        caplog.clear()
+        assert cleanup.purge(store, SETTINGS, t0 + retention + 1) == cleanup.Purged(0, 0, 0, 0, 1)
+    assert caplog.messages == [
+        "Cleanup deleted 0 idempotency keys, 0 limit counters, 0 delivery records, "
+        "0 conversation records, 1 calls' voicemails"
+    ]
+    assert [(v.call_sid, v.from_number) for v in store.voicemails(10)] == [(young, "+14155550123")]
+
+
 def test_opt_outs_never_expire(store: Store, fake_clock: FakeClock) -> None:
-    store.add_opt_out("+14155550100")
-    assert cleanup.purge(store, SETTINGS, fake_clock.time + 3650 * DAY) == cleanup.Purged(0, 0, 0)
-    assert store.is_opted_out("+14155550100") is True
+    store.add_opt_out("+14155550100", ["+15005550006"])
+    purged = cleanup.purge(store, SETTINGS, fake_clock.time + 3650 * DAY)
+    assert purged == cleanup.Purged(0, 0, 0, 0, 0)
+    assert store.is_opted_out("+14155550100", "+15005550006") is True
 
 
 def test_a_counter_deleted_while_it_is_charged_is_charged_afresh(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -48,7 +48,14 @@ def browser() -> Iterator[WebDriver]:
 
 
 def wait(driver: WebDriver, seconds: float = 15) -> WebDriverWait[WebDriver]:
-    return WebDriverWait(driver, seconds, poll_frequency=0.1)
+    # The lists re-render every second: an element a condition found can go stale before the
+    # condition reads it (element_to_be_clickable does), which only means "look again".
+    return WebDriverWait(
+        driver,
+        seconds,
+        poll_frequency=0.1,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    )
 
 
 def test_send_an_sms_and_see_it_delivered(browser: WebDriver, devhost: DevHost) -> None:
@@ -229,4 +236,48 @@ def test_call_the_number_and_see_the_voicemail_the_app_stored(
     )
     assert "recording callback" in settled(
         browser, lambda: browser.find_element(By.XPATH, steps).text
+    )
+
+
+def test_reply_as_the_phone_then_stop_refuses_the_next_send(
+    browser: WebDriver, devhost: DevHost
+) -> None:
+    browser.get(f"{devhost.url}/sandbox/")
+    phone = f"+1415555{uuid.uuid4().int % 700 + 300:04d}"
+    to = browser.find_element(By.CSS_SELECTOR, "#sms-form input[name=to]")
+    to.clear()
+    to.send_keys(phone)
+    browser.find_element(By.CSS_SELECTOR, "#sms-form button").click()
+    wait(browser).until(
+        expected_conditions.text_to_be_present_in_element((By.ID, "sms-result"), "201")
+    )
+    card = f"//ol[@id='conversations']/li[@data-phone='{phone}']"
+    box = f"{card}//form[@class='reply']"
+    wait(browser).until(expected_conditions.presence_of_element_located((By.XPATH, box)))
+    words = f"Sounds good <i>{uuid.uuid4().hex[:6]}</i>"
+    for text in (words, "STOP"):
+
+        def type_in(text: str = text) -> None:
+            browser.find_element(By.XPATH, f"{box}//input").send_keys(text)
+
+        settled(browser, type_in)
+        settled(browser, lambda: browser.find_element(By.XPATH, f"{box}//button").click())
+        wait(browser).until(
+            expected_conditions.text_to_be_present_in_element(
+                (By.XPATH, f"{box}//p"), "the app answered 200"
+            )
+        )
+    said = f"{card}//li[contains(@class, 'phone')]/div[@class='bubble']"
+    wait(browser).until(lambda _: len(browser.find_elements(By.XPATH, said)) == 2)
+    assert settled(browser, lambda: [e.text for e in browser.find_elements(By.XPATH, said)]) == [
+        words,
+        "STOP",
+    ]
+    assert browser.find_elements(By.XPATH, f"{card}//i") == []  # text, never HTML
+    # The app heard it too: the reply is in its conversation, and STOP holds at once.
+    page = requests.get(f"{devhost.url}/api/conversations/{phone}", timeout=10).json()
+    assert [m["body"] for m in page["messages"]][:2] == ["STOP", words]
+    browser.find_element(By.CSS_SELECTOR, "#sms-form button").click()
+    wait(browser).until(
+        expected_conditions.text_to_be_present_in_element((By.ID, "sms-result"), "409")
     )

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from shared.deliveries import STATUS_CALLBACK_ROUTE
+from shared.inbound import INCOMING_SMS_ROUTE
 from shared.inbound_calls import INCOMING_CALL_ROUTE
 from shared.webhooks import ROUTE_PREFIX
 from tests.conftest import ROOT
@@ -292,6 +293,9 @@ def test_the_urls_for_twilio_are_the_routes_the_app_serves() -> None:
     assert statement(APP, "output statusCallbackUrl ") == (
         f"output statusCallbackUrl string = '${{baseUrl}}/${{routePrefix}}/{STATUS_CALLBACK_ROUTE}'"
     )
+    assert statement(APP, "output incomingSmsUrl ") == (
+        f"output incomingSmsUrl string = '${{baseUrl}}/${{routePrefix}}/{INCOMING_SMS_ROUTE}'"
+    )
     twiml = (ROOT / "TwiML" / "__init__.py").read_text()
     assert '@bp.route(route="TwiML"' in twiml
     assert statement(APP, "output incomingCallUrl ") == (
@@ -428,6 +432,7 @@ def test_each_parameter_comes_from_an_azd_environment_value_with_the_same_defaul
         "AZURE_TENANT_ID", "AZURE_RESOURCE_GROUP", "AZURE_FUNCTION_APP_NAME",
         "AZURE_KEY_VAULT_NAME", "APP_BASE_URL", "TWIML_URL", "STATUS_CALLBACK_URL",
         "INCOMING_CALL_URL",
+        "INCOMING_SMS_URL",
     ])  # fmt: skip
 
 
@@ -469,9 +474,9 @@ def test_funcignore_leaves_only_the_app_in_the_package() -> None:
             continue
         packaged.add(path.parts[0])
     assert sorted(packaged) == [
-        "Broadcast", "Cleanup", "DeliveryStatus", "Health", "IncomingCall", "MakeCall", "OpenApi",
-        "SendSms", "StatusCallback", "TwiML", "function_app.py", "host.json", "requirements.txt",
-        "shared",
+        "Broadcast", "Cleanup", "Conversations", "DeliveryStatus", "Health", "IncomingCall",
+        "IncomingSms", "MakeCall", "OpenApi", "SendSms", "StatusCallback", "TwiML",
+        "function_app.py", "host.json", "requirements.txt", "shared",
     ]  # fmt: skip
 
 

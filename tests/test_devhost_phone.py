@@ -9,16 +9,18 @@ import pytest
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from devhost.phone import WebhookAnswer, inbound_sms_params, post_webhook
+from devhost.phone import WebhookAnswer, country_of, inbound_sms_params, post_webhook
 from devhost.serving import BackgroundServer
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, free_port
 
 
 class Receiver:
-    """An app on loopback that checks X-Twilio-Signature as the app does."""
+    """An app on loopback that checks X-Twilio-Signature as the app does, then answers
+    `twiml`."""
 
-    def __init__(self) -> None:
+    def __init__(self, twiml: str = "<Response/>") -> None:
         self.received: list[dict[str, str]] = []
+        self.twiml = twiml
         app = web.Application()
         app.router.add_post("/api/IncomingSms", self._receive)
         self._server = BackgroundServer(app).start()
@@ -30,7 +32,7 @@ class Receiver:
         if not RequestValidator(AUTH_TOKEN).validate(str(request.url), form, signature):
             return web.Response(status=403)
         self.received.append(form)
-        return web.Response(text="<Response/>", content_type="application/xml")
+        return web.Response(text=self.twiml, content_type="application/xml")
 
     def stop(self) -> None:
         self._server.stop()
@@ -82,6 +84,11 @@ def test_inbound_sms_params_are_twilios() -> None:
         "MediaUrl1": "https://example.com/b.png", "MediaContentType1": "image/png",
         "OptOutType": "STOP",
     }  # fmt: skip
+
+
+def test_country_of_is_the_codes_main_region_or_empty() -> None:
+    numbers = ("+14155550100", "+447700900123", "anonymous", "+999123", "")
+    assert [country_of(n) for n in numbers] == ["US", "GB", "", "", ""]
 
 
 def test_each_message_gets_a_new_sid_and_no_service_by_default() -> None:

@@ -53,6 +53,7 @@ def raw_post(
     [
         ("TwiML", TWIML_URL, 64 * 1024),
         ("StatusCallback", CALLBACK_URL, 64 * 1024),
+        ("IncomingSms", f"{PUBLIC_BASE_URL}/api/IncomingSms", 64 * 1024),
         ("SendSms", SMS_URL, 256 * 1024),
         ("MakeCall", CALL_URL, 256 * 1024),
     ],

@@ -116,8 +116,10 @@ def test_more_than_a_limit_allows_at_once_is_refused_without_retry_after(store: 
 
 def test_an_opted_out_recipient_is_refused_first_and_charges_nothing(store: Store) -> None:
     settings = limits(LIMIT_PER_CALLER="1/hour")
-    store.add_opt_out("+14155550100")
-    check = functools.partial(check_before_send, store, settings, caller="c", sms=True, now=T0)
+    store.add_opt_out("+14155550100", ["+15005550006"])
+    check = functools.partial(
+        check_before_send, store, settings, caller="c", sms_sender="+15005550006", now=T0
+    )
     status, extra, _ = refusal(lambda: check(destination="+14155550100"))
     assert (status, extra) == (409, {"rule": "opt-out", "twilioCode": 21610})
     check(destination="+14155550101")  # the caller's one send an hour was not spent
@@ -355,9 +357,10 @@ def test_a_store_that_is_down_refuses_unless_the_failure_mode_is_open(
     closed = limits(LIMIT_PER_CALLER="1/hour")
     check = functools.partial(check_before_send, Down(), caller="c", destination=VALID_TO, now=T0)
     with pytest.raises(StoreUnavailable):
-        check(closed, sms=False)
+        check(closed, sms_sender=None)
     assert caplog.messages == []
-    check(replace(closed, store_fail_open=True), sms=False)  # sent without limits, and said so
+    # Sent without limits, and said so.
+    check(replace(closed, store_fail_open=True), sms_sender=None)
     assert caplog.messages == [
         "State store unavailable: sending without limits (STATE_STORE_FAILURE_MODE=open)"
     ]

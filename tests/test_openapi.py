@@ -62,6 +62,8 @@ def test_the_document_covers_every_public_route(openapi_host: DevHost) -> None:
         "/IncomingCall/DialAction": ["post"],
         "/IncomingCall/RecordAction": ["post"],
         "/IncomingCall/RecordingStatus": ["post"],
+        "/IncomingSms": ["post"],
+        "/conversations/{number}": ["get"],
         "/messages/{sid}": ["get"],
         "/calls/{sid}": ["get"],
         "/broadcasts": ["post"],

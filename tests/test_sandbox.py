@@ -17,6 +17,7 @@ from devhost.sandbox import (
     CREATED_THEN_500,
     CREATED_THEN_RESET,
     NOT_REACHED,
+    RATE_LIMITED_ONCE,
     SERVER_ERROR,
     may_reach,
     segments,
@@ -475,8 +476,35 @@ def test_segments(body: str, count: int) -> None:
     assert segments(body) == count
 
 
-def test_reset_forgets_alerts(sandbox: Sandbox) -> None:
-    create_call(sandbox, Twiml="<Say>Hi</Say>")
-    assert len(sandbox.alerts()) == 1
+# What the sandbox lists, by path under /sandbox/ and the answer's key.
+HELD = {
+    "messages": "messages", "calls": "calls", "incoming-calls": "calls", "alerts": "alerts",
+    "requests": "requests",
+}  # fmt: skip
+
+
+def held(sandbox: Sandbox) -> dict[str, list[Any]]:
+    return {path: sandbox.get(f"/sandbox/{path}")[key] for path, key in HELD.items()}
+
+
+def test_reset_forgets_everything_the_sandbox_holds(sandbox: Sandbox) -> None:
+    def send_rate_limited_once() -> int:
+        form = {"To": RATE_LIMITED_ONCE, "From": VALID_FROM, "Body": "reset me"}
+        url = f"{sandbox.url}{API}/Messages.json"
+        return requests.post(url, data=form, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=10).status_code
+
+    create_call(sandbox, Twiml="<Say>Hi</Say>")  # not a document: an alert too
+    ring = {"from": NOT_OWNED, "url": "https://example.com/not-loopback"}  # an alert too
+    answer = requests.post(f"{sandbox.url}/sandbox/incoming-calls", json=ring, timeout=10)
+    inbound = sandbox.get(f"/sandbox/incoming-calls/{answer.json()['sid']}?wait=10")
+    assert [send_rate_limited_once(), send_rate_limited_once()] == [429, 201]
+    before = held(sandbox)
+    assert {path: len(found) for path, found in before.items()} == {
+        "messages": 1, "calls": 1, "incoming-calls": 1, "alerts": 2, "requests": 3,
+    }  # fmt: skip
+    assert before["incoming-calls"] == [inbound]
     sandbox.reset()
-    assert (sandbox.calls(), sandbox.alerts()) == ([], [])
+    assert held(sandbox) == {path: [] for path in HELD}
+    gone = requests.get(f"{sandbox.url}/sandbox/incoming-calls/{inbound['sid']}", timeout=10)
+    assert (gone.status_code, gone.json()) == (404, {"error": "not found"})
+    assert send_rate_limited_once() == 429  # the body is new again

@@ -90,6 +90,7 @@ def test_lists_and_flags_are_parsed() -> None:
         ("JWT_ALGORITHMS", "none"),
         ("JWT_ALGORITHMS", "RS256,HS512"),
         ("STATE_STORE_FAILURE_MODE", "sometimes"),
+        ("INBOUND_SMS_AUTO_REPLY", "x" * 1601),
     ],
 )
 def test_invalid_values_name_their_key_but_not_the_value(key: str, value: str) -> None:

@@ -188,7 +188,7 @@ def test_a_token_that_cannot_be_had_is_a_quick_503_and_opens_the_breaker(
     store = TableStore(StoreIdentity(ENDPOINT), "T", cooldown=60)
     for _ in range(5):
         with pytest.raises(StoreUnavailable):
-            store.is_opted_out("+14155550100")
+            store.is_opted_out("+14155550100", "+15005550006")
     assert FailingCredential.calls == 3  # three failures in a row; then the breaker answers
 
 
@@ -319,9 +319,9 @@ def test_the_store_works_through_a_bearer_token(
     monkeypatch.setattr(table_store, "identity_credential", lambda *a, **k: UnsignedToken())
     UnsignedToken.requests.clear()
     store = TableStore(StoreIdentity(endpoint), table_prefix())
-    assert store.is_opted_out("+14155550100") is False
-    store.add_opt_out("+14155550100")
-    assert store.is_opted_out("+14155550100") is True
+    assert store.is_opted_out("+14155550100", "+15005550006") is False
+    store.add_opt_out("+14155550100", ["+15005550006"])
+    assert store.is_opted_out("+14155550100", "+15005550006") is True
     # One token for every request (azure-core caches it until it is about to expire).
     assert UnsignedToken.requests == [("https://storage.azure.com/.default",)]
 

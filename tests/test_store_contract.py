@@ -16,6 +16,8 @@ from shared.store import (
     COUNTER_SHARDS,
     Attempt,
     BroadcastRecord,
+    ConversationMessage,
+    ConversationPage,
     IdempotencyRecord,
     Shards,
     Slots,
@@ -239,19 +241,120 @@ def test_concurrent_counter_updates_never_lose_one_and_change_all_or_none(store:
 
 
 def test_counter_change_may_wait_on_an_opt_out_read(store: Store) -> None:
-    store.add_opt_out("+14155550100")
+    store.add_opt_out("+14155550100", ["+15005550006"])
     with ThreadPoolExecutor(1) as pool:
-        opted = pool.submit(store.is_opted_out, "+14155550100")
+        opted = pool.submit(store.is_opted_out, "+14155550100", "+15005550006")
         store.update_counters(["c"], lambda current: {("c", 0): {0: int(opted.result(timeout=10))}})
     assert read_counters(store, "c") == {"c": {0: {0: 1}}}
 
 
-def test_opt_outs(store: Store) -> None:
-    assert store.is_opted_out("+14155550100") is False
-    store.add_opt_out("+14155550100")
-    store.add_opt_out("+14155550100")
-    assert store.is_opted_out("+14155550100") is True
-    assert store.is_opted_out("+14155550101") is False
+def test_opt_outs_are_per_recipient_and_sender(store: Store) -> None:
+    number, sender, service = "+14155550100", "+15005550006", "MG" + "a" * 32
+    assert store.is_opted_out(number, sender) is False
+    store.add_opt_out(number, [service, sender])
+    store.add_opt_out(number, [sender])  # again: no harm
+    assert store.is_opted_out(number, sender) is True
+    assert store.is_opted_out(number, service) is True
+    assert store.is_opted_out(number, "+14155550199") is False  # another sender
+    assert store.is_opted_out("+14155550101", sender) is False  # another recipient
+    store.remove_opt_out(number, [service, sender])
+    store.remove_opt_out(number, [service, sender])  # again, with nothing left: no harm
+    assert (store.is_opted_out(number, sender), store.is_opted_out(number, service)) == (
+        False,
+        False,
+    )
+
+
+# Conversations ---------------------------------------------------------------------------
+
+PHONE, OURS, SERVICE = "+14155550100", "+15005550006", "MG" + "b" * 32
+
+
+def sent(sid: int, at: float, to: str = PHONE, body: str = "hi") -> ConversationMessage:
+    return ConversationMessage(
+        sid=f"SM{sid:032d}", direction="outbound", from_=OURS, to=to, body=body, at=at,
+        media=(("https://example.com/a.jpg", ""),), messaging_service_sid=None,
+    )  # fmt: skip
+
+
+def received(sid: int, at: float, from_: str = PHONE, body: str = "re") -> ConversationMessage:
+    return ConversationMessage(
+        sid=f"SM{sid:032x}", direction="inbound", from_=from_, to=OURS, body=body, at=at,
+        media=(("https://api.twilio.com/m/1", "image/png"),), messaging_service_sid=SERVICE,
+    )  # fmt: skip
+
+
+def whole(store: Store, caller: str, number: str, limit: int) -> list[ConversationPage]:
+    pages = [store.conversation(caller, number, None, limit)]
+    while pages[-1].after is not None:
+        pages.append(store.conversation(caller, number, pages[-1].after, limit))
+    return pages
+
+
+def test_a_conversation_is_the_callers_sends_and_the_replies_since_newest_first(
+    store: Store,
+) -> None:
+    early = received(1, 1000.0)  # before anyone sent to the number: nobody's conversation
+    assert store.record_inbound_message(early) is True
+    store.record_sent_message("alice", sent(2, 1001.0))
+    store.record_sent_message("alice", sent(3, 1002.5, to="+14155550101"))
+    reply = received(4, 1003.0, body="STOP? no: " + "é" * 1590)
+    assert store.record_inbound_message(reply) is True
+    assert store.record_inbound_message(replace(reply, at=1009.0, body="again")) is False
+    store.record_sent_message("bob", sent(5, 1004.0))
+    later = received(6, 1005.0)
+    assert store.record_inbound_message(later) is True
+    assert store.conversation("alice", PHONE, None, 10) == ConversationPage(
+        [later, reply, sent(2, 1001.0)], None
+    )
+    assert store.conversation("bob", PHONE, None, 10) == ConversationPage(
+        [later, sent(5, 1004.0)], None
+    )
+    assert store.conversation("alice", "+14155550101", None, 10).messages == [
+        sent(3, 1002.5, to="+14155550101")
+    ]
+    # Nobody else sees anything, not even that the number wrote.
+    assert store.conversation("mallory", PHONE, None, 10) == ConversationPage([], None)
+    assert store.conversation("alice", "+14155550102", None, 10) == ConversationPage([], None)
+
+
+def test_conversation_pages_are_exact_and_continue_where_they_stopped(store: Store) -> None:
+    for i in range(7):
+        store.record_sent_message("alice", sent(i, 2000.0 + i))
+    store.record_sent_message("alice", sent(99, 2003.0))  # the same millisecond as SM…3
+    pages = whole(store, "alice", PHONE, 3)
+    assert [[m.sid[-2:] for m in page.messages] for page in pages] == [
+        ["06", "05", "04"], ["03", "99", "02"], ["01", "00"],
+    ]  # fmt: skip
+    assert [page.after is None for page in pages] == [False, False, True]
+    # Exactly full: no empty page after it.
+    assert [len(p.messages) for p in whole(store, "alice", PHONE, 4)] == [4, 4]
+    assert [len(p.messages) for p in whole(store, "alice", PHONE, 8)] == [8]
+
+
+def test_a_reply_reaches_every_caller_that_had_sent_even_past_one_transaction(
+    store: Store,
+) -> None:
+    callers = [f"caller-{i}" for i in range(130)]  # a transaction holds 100 rows
+    for i, caller in enumerate(callers):
+        store.record_sent_message(caller, sent(i, 3000.0))
+    assert store.record_inbound_message(received(999, 3001.0)) is True
+    assert store.record_inbound_message(received(999, 3001.0)) is False
+    firsts = {c: store.conversation(c, PHONE, None, 1).messages[0].sid for c in callers}
+    assert set(firsts.values()) == {received(999, 0).sid}
+
+
+def test_old_conversation_records_are_purged(store: Store) -> None:
+    store.record_sent_message("alice", sent(1, 100.0))
+    store.record_inbound_message(received(2, 200.0))
+    store.record_sent_message("alice", sent(3, 300.0))
+    # alice's link to the number (last send at 300) stays, with what is newer than 250.
+    assert store.purge_conversations(250.0) == 3  # two of alice's views, the stored reply
+    assert store.conversation("alice", PHONE, None, 10).messages == [sent(3, 300.0)]
+    assert store.purge_conversations(250.0) == 0
+    assert store.purge_conversations(301.0) == 2  # the link and the last view
+    store.record_inbound_message(received(4, 400.0))
+    assert store.conversation("alice", PHONE, None, 10).messages == []
 
 
 def test_a_vanished_table_is_created_again(azurite: Azurite) -> None:
@@ -332,3 +435,17 @@ def test_the_counters_query_stays_within_table_storages_15_comparisons(
     assert comparisons == [7, 7]
     with pytest.raises(ValueError, match="at most 7 counters"):
         store.update_counters([str(i) for i in range(8)], lambda current: None)
+
+
+def test_no_phone_number_or_caller_is_in_a_conversation_key(azurite: Azurite) -> None:
+    store = TableStore(azurite.connection_string, table_prefix())
+    store.record_sent_message("key:alice", sent(1, 100.0))
+    store.record_inbound_message(received(2, 200.0))
+    store.add_opt_out(PHONE, [OURS, SERVICE])
+    keys = [
+        f"{row['PartitionKey']} {row['RowKey']}"
+        for name in ("Conversations", "OptOuts")
+        for row in store._table(name).list_entities()
+    ]
+    assert len(keys) == 6  # the link, two views, the stored reply; two opt-outs
+    assert [k for k in keys if re.search(r"\+|1415555|5005550|alice|MG", k)] == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shared.store import Store
 from shared.voicemail import CallParties, RecordingEvent, Voicemail
+from tests.conftest import FakeClock
 
 CALL = "CA" + "a" * 32
 OTHER_CALL = "CA" + "b" * 32
@@ -56,3 +57,31 @@ def test_newest_first_and_limited(store: Store) -> None:
 def test_parties_alone_are_no_voicemail(store: Store) -> None:
     store.record_call_parties(CALL, CallParties("+14155550123", "+15005550006", "t1"))
     assert store.voicemails(10) == []
+
+
+def test_a_calls_voicemail_goes_whole_once_unchanged_since(
+    store: Store, fake_clock: FakeClock
+) -> None:
+    t0 = fake_clock.time
+    parties_only = "CA" + "c" * 32
+    store.record_call_parties(CALL, CallParties("+14155550123", "+15005550006", "t1"))
+    store.record_recording(CALL, completed("t1"))
+    store.record_recording(OTHER_CALL, RecordingEvent(RECORDING, "in-progress", "t1"))
+    store.record_call_parties(parties_only, CallParties("anonymous", "+15005550006", "t1"))
+    fake_clock.advance(10)
+    assert store.record_recording(CALL, completed("t2")) is False  # a repeat is no change
+    store.record_recording(OTHER_CALL, completed("t2"))  # a late callback is one
+    assert store.purge_voicemails(t0) == 0  # written at that very moment: kept
+    assert store.purge_voicemails(t0 + 5) == 2  # CALL and parties_only, each whole
+    assert store.voicemails(10) == [
+        Voicemail(OTHER_CALL, RECORDING, "completed", "t1", url=URL, duration=7)
+    ]
+    assert store.purge_voicemails(t0 + 5) == 0
+    # Who called went with each call: a recording arriving later has no caller to join.
+    fake_clock.advance(10)
+    store.record_recording(parties_only, completed("t3"))
+    assert [(v.call_sid, v.from_number) for v in store.voicemails(10)] == [
+        (parties_only, None), (OTHER_CALL, None),
+    ]  # fmt: skip
+    assert store.purge_voicemails(t0 + 11) == 1  # OTHER_CALL; parties_only changed since
+    assert [v.call_sid for v in store.voicemails(10)] == [parties_only]

@@ -50,6 +50,8 @@ def test_the_worker_indexes_every_function_with_its_route_and_auth_level() -> No
         "IncomingCallDialAction": http("IncomingCall/DialAction", "anonymous"),
         "IncomingCallRecordAction": http("IncomingCall/RecordAction", "anonymous"),
         "RecordingStatus": http("IncomingCall/RecordingStatus", "anonymous"),
+        "IncomingSms": http("IncomingSms", "anonymous"),
+        "Conversation": http("conversations/{number}", "function"),
         "MessageStatus": http("messages/{sid}", "function"),
         "CallStatus": http("calls/{sid}", "function"),
         "StartBroadcast": http("broadcasts", "function", "in:durableClient"),

@@ -4,15 +4,8 @@
 "use strict";
 
 (() => {
-  const $ = (selector) => document.querySelector(selector);
+  // $ and element are console.js's, loaded first (index.html).
   const OUTCOMES = ["pending", "sent", "failed", "canceled", "notSent", "unknown"];
-
-  function element(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
 
   function renderBroadcast(id, view) {
     const card = element("li", "broadcast");
