@@ -378,7 +378,8 @@ SCOPE, KEY, FP = "caller|SendSms", "key-1", "fingerprint"
 OWNER = hashlib.sha256(f"{SCOPE}\n{KEY}".encode()).hexdigest()[:32]
 T0 = 1_800_000_000.0
 TTL, LEASE = idempotency.KEY_TTL_SECONDS, idempotency.LEASE_SECONDS
-INTENT = Attempt("message", VALID_TO, VALID_FROM, "digest", 0.0, "")
+# What a route asks for; started_at and owner are placeholders, filled in per attempt.
+INTENT = Attempt("message", VALID_TO, VALID_FROM, "digest", -1.0, "per attempt")
 ATTEMPT = replace(INTENT, started_at=T0, owner=OWNER)
 CLAIMED = IdempotencyRecord(FP, T0 + TTL, T0 + LEASE, attempt=ATTEMPT)
 SETTINGS = load_settings({})  # Twilio's timeout: 10 s
@@ -421,6 +422,18 @@ class CountingStore(MemoryStore):
         held = idempotency.claim(self, SCOPE, KEY, FP, attempt, attempt.started_at)[2]
         self.trips.clear()
         return held
+
+
+class KeysDown(CountingStore):
+    """A store whose keys cannot be reached."""
+
+    def update_key(
+        self,
+        scope: str,
+        key: str,
+        change: Callable[[IdempotencyRecord | None], IdempotencyRecord | None],
+    ) -> Versioned:
+        raise StoreUnavailable()
 
 
 class Failed(Exception):
@@ -700,14 +713,22 @@ def test_without_a_key_the_create_gets_an_attempt_of_no_key(fake_clock: FakeCloc
     assert (twilio.recorded, store.trips) == (["SM1"], [])
 
 
-@pytest.mark.parametrize("key", [None, "key-1"])
+@pytest.mark.parametrize(
+    ("key", "store_class"),
+    [(None, CountingStore), ("key-1", CountingStore), ("key-1", KeysDown)],
+    ids=["without-key", "with-key", "keys-down-fail-open"],
+)
 def test_a_failed_create_is_answered_and_logged_under_its_route(
-    caplog: pytest.LogCaptureFixture, fake_clock: FakeClock, key: str | None
+    caplog: pytest.LogCaptureFixture,
+    fake_clock: FakeClock,
+    key: str | None,
+    store_class: type[CountingStore],
 ) -> None:
     down = AppError("Twilio is down.", status_code=503, title="Twilio unavailable")
-    store, twilio = CountingStore(), Twilio(create_fails=down)
+    twilio = Twilio(create_fails=down)
+    settings = replace(SETTINGS, store_fail_open=True)
     with caplog.at_level(logging.INFO, logger="shared.http_io"):
-        response = call_idempotent(twilio, store, key)
+        response = call_idempotent(twilio, store_class(), key, settings)
     assert (response.status_code, body_of(response)["title"]) == (503, "Twilio unavailable")
     assert logged(caplog, "shared.http_io") == [
         ("WARNING", "SendSms answered 503: Twilio unavailable")
@@ -739,24 +760,15 @@ def test_a_refusal_is_kept_under_the_key_with_its_headers(fake_clock: FakeClock)
 def test_a_store_that_cannot_be_reached_refuses_unless_failing_open(
     caplog: pytest.LogCaptureFixture, fake_clock: FakeClock, fail_open: bool
 ) -> None:
-    class Down(CountingStore):
-        def update_key(
-            self,
-            scope: str,
-            key: str,
-            change: Callable[[IdempotencyRecord | None], IdempotencyRecord | None],
-        ) -> Versioned:
-            raise StoreUnavailable()
-
     twilio = Twilio()
     settings = replace(SETTINGS, store_fail_open=fail_open)
     with caplog.at_level(logging.INFO, logger="shared.idempotency"):
         if not fail_open:
             with pytest.raises(StoreUnavailable):
-                call_idempotent(twilio, Down(), KEY, settings)
+                call_idempotent(twilio, KeysDown(), KEY, settings)
             assert (twilio.created, logged(caplog, "shared.idempotency")) == ([], [])
             return
-        response = call_idempotent(twilio, Down(), KEY, settings)
+        response = call_idempotent(twilio, KeysDown(), KEY, settings)
     assert (response.status_code, body_of(response)) == (201, {"sid": "SM1"})
     assert twilio.created == [replace(INTENT, started_at=fake_clock.time, owner="")]
     assert logged(caplog, "shared.idempotency") == [

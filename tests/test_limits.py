@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -193,6 +194,31 @@ def test_a_changed_window_counts_afresh(store: Store) -> None:
 
 def test_slots_cover_the_window_exactly() -> None:
     assert SLOTS == 60  # Retry-After above assumes one-minute slots in an hour
+
+
+@pytest.mark.parametrize("remote", [False, True])
+def test_the_opt_out_is_read_beside_the_counters_when_the_store_is_remote(remote: bool) -> None:
+    class Watched(MemoryStore):
+        """Where the opt-out was read: a remote store reads it on the pool, beside the
+        counters; in memory, a thread hand-off would cost more than it saves."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.readers: list[str] = []
+
+        def is_opted_out(self, number: str, sender: str) -> bool:
+            self.readers.append(threading.current_thread().name)
+            return super().is_opted_out(number, sender)
+
+    store = Watched()
+    store.remote = remote
+    check_before_send(
+        store, limits(LIMIT_PER_CALLER="1/hour"), caller="c", destination=VALID_TO,
+        sms_sender="+15005550006", now=T0,
+    )  # fmt: skip
+    [reader] = store.readers
+    here = threading.current_thread().name
+    assert (reader == here, reader.startswith("store")) == (not remote, remote)
 
 
 def digest(text: str) -> str:
