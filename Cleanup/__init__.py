@@ -1,6 +1,6 @@
 """Timer Cleanup (daily, 03:17 UTC): deletes expired idempotency keys, idle limit counters,
-and delivery, conversation and voicemail records older than STATE_RETENTION_DAYS
-(shared/cleanup.py says why each)."""
+and delivery, conversation, voicemail and finished broadcast records older than
+STATE_RETENTION_DAYS (shared/cleanup.py says why each)."""
 
 from __future__ import annotations
 

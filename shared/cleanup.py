@@ -14,6 +14,12 @@
 - Voicemails (who called, each recording's status; the recording stays at Twilio): kept
   `STATE_RETENTION_DAYS` after their call's last change (a late recording callback counts
   as one), then deleted with it.
+- Broadcasts (the record, the recipients' numbers in chunks, a result per recipient):
+  deleted together `STATE_RETENTION_DAYS` after their last change (the last result
+  recorded, or a cancel), once finished (`store.broadcast_finished`: every recipient has
+  a result, or it was cancelled). One still running stays, however old: it still reads its
+  chunks and records results. Durable Functions' own history of its orchestrations is the
+  extension's, not deleted here.
 - Conversations: each message is kept `STATE_RETENTION_DAYS` after it was sent or
   received; a caller's link to a number as long after its last send there (replies
   arriving later are stored, shown to nobody).
@@ -46,6 +52,7 @@ class Purged:
     deliveries: int
     conversations: int
     voicemails: int
+    broadcasts: int
 
 
 def counter_lifetime(settings: Settings) -> float:
@@ -72,10 +79,12 @@ def purge(store: Store, settings: Settings, now: float) -> Purged:
         deliveries=store.purge_deliveries(retained_since),
         conversations=store.purge_conversations(retained_since),
         voicemails=store.purge_voicemails(retained_since),
+        broadcasts=store.purge_broadcasts(retained_since),
     )
     logger.info(
         "Cleanup deleted %d idempotency keys, %d limit counters, %d delivery records, "
-        "%d conversation records, %d calls' voicemails",
+        "%d conversation records, %d calls' voicemails, %d broadcasts",
         purged.keys, purged.counters, purged.deliveries, purged.conversations, purged.voicemails,
+        purged.broadcasts,
     )  # fmt: skip
     return purged

@@ -6,6 +6,13 @@ Twilio applies an opt-out per recipient and sender, the sender being the Messagi
 Service when the number belongs to one, else the number itself, and answers the keyword
 itself (the default opt-out handling, and Advanced Opt-Out): so the app never replies to
 one. Any other message gets the configured auto-reply, or nothing.
+
+An auto-reply is a message the account pays for, to a number nobody chose: the sender of
+an inbound SMS. So it passes the rules a SendSms to that number would (destination
+country and number type, opt-out, LIMIT_PER_DESTINATION) or is not sent: otherwise texts
+from premium-rate or foreign numbers (SMS pumping), or another auto-responder answering
+ours, would spend money no rule allowed. A repeated delivery gets none: the first answer
+carried it, and Twilio would send a second.
 """
 
 from __future__ import annotations
@@ -15,11 +22,12 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from shared import clock
-from shared.errors import BadRequest
-from shared.phone import mask
+from shared import clock, policy
+from shared.errors import AppError, BadRequest
+from shared.limits import enforce_limits
+from shared.phone import InvalidPhoneNumber, mask, to_e164
 from shared.settings import Settings
-from shared.store import ConversationMessage, Store
+from shared.store import ConversationMessage, Store, StoreUnavailable
 
 INCOMING_SMS_ROUTE = "IncomingSms"
 Keyword = Literal["STOP", "START", "HELP"]
@@ -99,10 +107,39 @@ def receive_sms(store: Store, settings: Settings, fields: Mapping[str, Any]) -> 
     response = MessagingResponse()
     reply = settings.inbound_sms_auto_reply
     # Never to a keyword: Twilio answers those itself, and a second answer would confuse
-    # (and, after STOP, be refused with 21610 anyway). Not to an opted-out number either.
-    if reply and kind is None and not any(store.is_opted_out(message.from_, s) for s in senders):
+    # (and, after STOP, be refused with 21610 anyway).
+    if reply and kind is None and fresh and _may_auto_reply(store, settings, message, senders):
         response.message(reply)
     return str(response)
+
+
+def _may_auto_reply(
+    store: Store, settings: Settings, message: ConversationMessage, senders: list[str]
+) -> bool:
+    """Whether the auto-reply passes what a send to `message.from_` must; charges the
+    destination's limit when it does. A refusal is logged, never the webhook's failure."""
+    try:
+        number = to_e164(message.from_)
+        policy.check_destination(number, settings, "sms")
+        if any(store.is_opted_out(number.e164, sender) for sender in senders):
+            logger.info("No auto-reply to %s (opt-out)", mask(message.from_))
+            return False
+        enforce_limits(store, settings, caller=None, destination=number.e164, now=clock.now())
+    except InvalidPhoneNumber:
+        logger.info("No auto-reply to %s: not a phone number", mask(message.from_))
+        return False
+    except AppError as refused:
+        logger.info(
+            "No auto-reply to %s (%s): %s",
+            mask(message.from_),
+            refused.extra.get("rule"),
+            refused.detail,
+        )
+        return False
+    except StoreUnavailable:
+        logger.warning("No auto-reply to %s: the state store is unavailable", mask(message.from_))
+        return False
+    return True
 
 
 def _field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from shared.store import (
     Shards,
     Slots,
     Versioned,
+    broadcast_finished,
     conversation_position,
 )
 from shared.voicemail import CallParties, RecordingEvent, Voicemail, newest_first
@@ -35,8 +37,8 @@ class MemoryStore:
         self._keys: dict[tuple[str, str], IdempotencyRecord] = {}
         self._versions: dict[tuple[str, str], int] = {}
         self._counters: dict[tuple[str, int], Slots] = {}
-        # When each delivery, counter and call's voicemail was last written (clock time), as
-        # the table keeps it.
+        # When each delivery, counter, call's voicemail and broadcast (any of its parts) was
+        # last written (clock time), as the table keeps it.
         self._written: dict[tuple[str, str], float] = {}
         self._opt_outs: set[tuple[str, str]] = set()  # (number, sender)
         # Its own lock: update_counters' `change` waits on an opt-out read (limits.py).
@@ -234,17 +236,35 @@ class MemoryStore:
                 del self._written[("voicemail", sid)]
             return len(old)
 
+    def purge_broadcasts(self, unchanged_since: float) -> int:
+        with self._lock:
+            results = Counter(broadcast_id for broadcast_id, _ in self._results)
+            old = {
+                broadcast_id
+                for broadcast_id, record in self._broadcasts.items()
+                if self._written[("broadcast", broadcast_id)] < unchanged_since
+                and broadcast_finished(record, results[broadcast_id])
+            }
+            for parts in (self._chunks, self._results):
+                for part in [part for part in parts if part[0] in old]:
+                    del parts[part]
+            for broadcast_id in old:
+                del self._broadcasts[broadcast_id], self._written[("broadcast", broadcast_id)]
+            return len(old)
+
     def create_broadcast(self, record: BroadcastRecord) -> bool:
         with self._lock:
             if record.id in self._broadcasts:
                 return False
             self._broadcasts[record.id] = record
+            self._written[("broadcast", record.id)] = clock.now()
             return True
 
     def add_broadcast_chunks(self, broadcast_id: str, chunks: list[list[str]]) -> None:
         with self._lock:
             for index, chunk in enumerate(chunks):
                 self._chunks[(broadcast_id, index)] = list(chunk)
+            self._written[("broadcast", broadcast_id)] = clock.now()
 
     def forget_broadcast(self, broadcast_id: str) -> None:
         with self._lock:
@@ -266,6 +286,7 @@ class MemoryStore:
             if record is None:
                 return None
             self._broadcasts[broadcast_id] = updated = change(record)
+            self._written[("broadcast", broadcast_id)] = clock.now()
             return updated
 
     def record_recipient_result(
@@ -273,6 +294,7 @@ class MemoryStore:
     ) -> None:
         with self._lock:
             self._results[(broadcast_id, index)] = dict(result)
+            self._written[("broadcast", broadcast_id)] = clock.now()
 
     def recipient_results(self, broadcast_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
         with self._lock:

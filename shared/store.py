@@ -87,6 +87,17 @@ class BroadcastRecord:
         return -(-self.total // self.chunk_size)
 
 
+def broadcast_finished(record: BroadcastRecord, results: int) -> bool:
+    """Whether the broadcast will send nothing more, told from what the store holds (its
+    orchestration's runtime status lives in Durable Functions, out of the store's reach):
+    every recipient has a result (a chunk records one for each, sent or not, before it
+    ends: broadcast_orchestration.broadcast_chunk, broadcasts.settle_chunk), or it was
+    cancelled (no send goes out after the flag; a chunk under way records its remaining
+    recipients `canceled` within minutes, and a purge waits for the last of those writes).
+    One whose orchestration failed or never started is neither, until it is cancelled."""
+    return record.cancelled or results >= record.total
+
+
 @dataclass(frozen=True)
 class ConversationMessage:
     """One message exchanged with a phone number: sent by a caller, or received from it."""
@@ -209,6 +220,12 @@ class Store(Protocol):
     def purge_voicemails(self, unchanged_since: float) -> int:
         """Delete the voicemails of calls (who called, each recording) last written before
         `unchanged_since` (clock time); how many calls' were deleted."""
+        ...
+
+    def purge_broadcasts(self, unchanged_since: float) -> int:
+        """Delete finished broadcasts (broadcast_finished) none of whose parts (record,
+        chunks, results) was written since `unchanged_since` (clock time), each whole;
+        how many were deleted. A running one stays, however old."""
         ...
 
     def is_opted_out(self, number: str, sender: str) -> bool: ...

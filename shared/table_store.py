@@ -56,6 +56,7 @@ from shared.store import (
     StoredResponse,
     StoreUnavailable,
     Versioned,
+    broadcast_finished,
     conversation_position,
 )
 from shared.voicemail import CallParties, RecordingEvent, Voicemail, newest_first
@@ -385,8 +386,9 @@ class TableStore:
 
     # Expiry ----------------------------------------------------------------------------
     # A server-side filter on a property scans the table, which a daily job can afford.
-    # Rows written before `updated_at` existed have none, match no filter and stay (only
-    # local Azurite data can hold such rows: Azure kept no state in tables before it).
+    # Rows written before `updated_at` existed have none, match no filter and stay: only
+    # local Azurite data can hold such rows, except broadcasts, whose rows got it later
+    # (in Azure too): a broadcast written before stays until deleted by hand.
 
     @_available
     def purge_keys(self, now: float) -> int:
@@ -408,32 +410,95 @@ class TableStore:
         # delivery: a late recording callback keeps who called beside it.
         return self._purge_partitions("Voicemails", unchanged_since)
 
-    def _purge_partitions(self, table_name: str, unchanged_since: float) -> int:
-        """Delete each partition none of whose rows changed since `unchanged_since`, in one
-        transaction (a partition stays far below its 100 rows); how many were deleted."""
+    @_available
+    def purge_broadcasts(self, unchanged_since: float) -> int:
+        # A broadcast is its id's partition (the record, its chunks, a result per
+        # recipient): it goes whole, once finished and no row of it changed since. Found by
+        # its record, which goes last: a purge cut short leaves the record to find the
+        # rest by again, never recipients that nothing finds.
+        return self._purge_partitions(
+            "Broadcasts", unchanged_since, candidates="RowKey eq 'meta' and updated_at lt @t",
+            finished=_broadcast_finished, last="meta",
+        )  # fmt: skip
+
+    def _purge_partitions(
+        self,
+        table_name: str,
+        unchanged_since: float,
+        *,
+        candidates: str = "updated_at lt @t",
+        finished: Callable[[list[Any]], bool] = lambda rows: True,
+        last: str | None = None,
+    ) -> int:
+        """Delete each partition that `candidates` (a filter on @t) names, `finished` says
+        is done with, and none of whose rows changed since `unchanged_since` (a row without
+        `updated_at` cannot be shown old, so it keeps its partition); how many were deleted.
+        A transaction takes 100 rows: a partition up to that size goes in one, a larger one
+        in several, the row keyed `last` in the last."""
         table = self._table(table_name)
         old = table.query_entities(
-            "updated_at lt @t", parameters={"t": float(unchanged_since)}, select=["PartitionKey"]
+            candidates, parameters={"t": float(unchanged_since)}, select=["PartitionKey"]
         )
         deleted = 0
         for pk in dict.fromkeys(entity["PartitionKey"] for entity in old):
             rows = list(table.query_entities("PartitionKey eq @pk", parameters={"pk": pk}))
-            if any(row.get("updated_at", unchanged_since) >= unchanged_since for row in rows):
-                continue
-            try:  # only as read: a callback landing meanwhile keeps the whole partition
-                table.submit_transaction([
-                    ("delete", row, {
-                        "etag": row.metadata["etag"],
-                        "match_condition": MatchConditions.IfNotModified,
-                    })
-                    for row in rows
-                ])  # fmt: skip
-            except TableTransactionError as exc:
-                if exc.status_code not in (404, 409, 412):
-                    raise
-                continue
-            deleted += 1
+            if not rows or any(
+                row.get("updated_at", unchanged_since) >= unchanged_since for row in rows
+            ):
+                continue  # gone meanwhile, or in use since
+            rows.sort(key=lambda row: row["RowKey"] == last)  # stable: the rest keep their order
+            # A purge cut short (a row changed meanwhile, a crash) may have deleted what
+            # showed the partition done (a broadcast's results): the mark on its last row
+            # says so instead, and the next run goes on once the partition is old again.
+            if not rows[-1].get("purging"):
+                if not finished(rows):
+                    continue
+                if len(rows) > 100:
+                    marked = self._mark_purging(table, rows[-1])
+                    if marked is None:
+                        continue
+                    rows[-1] = marked
+            batches = [rows[i : i + 100] for i in range(0, len(rows), 100)]
+            # all() stops at the first refusal: what is left waits for the next run.
+            if all(self._delete_as_read(table, batch) for batch in batches):
+                deleted += 1
         return deleted
+
+    @classmethod
+    def _mark_purging(cls, table: TableClient, row: Any) -> Any:
+        """Mark `row` (as read) purging, keeping its `updated_at`; the row as it is now, or
+        None when it changed meanwhile."""
+        marked = {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"], "purging": True}
+        try:
+            table.update_entity(
+                marked, mode=UpdateMode.MERGE,
+                etag=row.metadata["etag"], match_condition=MatchConditions.IfNotModified,
+            )  # fmt: skip
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return None
+        except HttpResponseError as exc:
+            if exc.status_code in (404, 412):
+                return None
+            raise
+        return cls._get(table, row["PartitionKey"], row["RowKey"])
+
+    @staticmethod
+    def _delete_as_read(table: TableClient, rows: list[Any]) -> bool:
+        """Delete `rows` (one partition's) in one transaction, only as they were read: a
+        callback or result landing meanwhile keeps them all (False)."""
+        try:
+            table.submit_transaction([
+                ("delete", row, {
+                    "etag": row.metadata["etag"],
+                    "match_condition": MatchConditions.IfNotModified,
+                })
+                for row in rows
+            ])  # fmt: skip
+        except TableTransactionError as exc:
+            if exc.status_code not in (404, 409, 412):
+                raise
+            return False
+        return True
 
     def _purge(self, table_name: str, condition: str, moment: float) -> int:
         table = self._table(table_name)
@@ -536,14 +601,22 @@ class TableStore:
 
     @_available
     def create_broadcast(self, record: BroadcastRecord) -> bool:
-        entity = {"PartitionKey": record.id, "RowKey": "meta", "record": json.dumps(asdict(record))}
+        entity = {
+            "PartitionKey": record.id, "RowKey": "meta", "record": json.dumps(asdict(record)),
+            "updated_at": clock.now(),
+        }  # fmt: skip
         return self._write(self._table("Broadcasts"), entity, None)
 
     @_available
     def add_broadcast_chunks(self, broadcast_id: str, chunks: list[list[str]]) -> None:
         table = self._table("Broadcasts")
         rows = [
-            {"PartitionKey": broadcast_id, "RowKey": f"chunk-{i:06d}", "to": json.dumps(chunk)}
+            {
+                "PartitionKey": broadcast_id,
+                "RowKey": f"chunk-{i:06d}",
+                "to": json.dumps(chunk),
+                "updated_at": clock.now(),
+            }
             for i, chunk in enumerate(chunks)
         ]
         for start in range(0, len(rows), 100):  # a transaction holds at most 100 entities
@@ -577,6 +650,7 @@ class TableStore:
                 "PartitionKey": broadcast_id,
                 "RowKey": "meta",
                 "record": json.dumps(asdict(updated)),
+                "updated_at": clock.now(),
             }
             if self._write(table, row, entity):
                 return updated
@@ -591,6 +665,7 @@ class TableStore:
                 "PartitionKey": broadcast_id,
                 "RowKey": f"result-{index:06d}",
                 "result": json.dumps(result),
+                "updated_at": clock.now(),
             }
         )
 
@@ -721,6 +796,15 @@ def _legacy_delivery(entity: Any) -> tuple[DeliveryCreated | None, list[StatusEv
         at=entity.get("created_at") or history[0].at, attempt=entity.get("attempt"),
     )  # fmt: skip
     return created, history[1:]
+
+
+def _broadcast_finished(rows: list[Any]) -> bool:
+    """A broadcast partition's rows: whether it is finished (store.broadcast_finished)."""
+    meta = next((row for row in rows if row["RowKey"] == "meta"), None)
+    if meta is None:
+        return False
+    results = sum(1 for row in rows if str(row["RowKey"]).startswith("result-"))
+    return broadcast_finished(BroadcastRecord(**json.loads(meta["record"])), results)
 
 
 def _slots(entity: Any) -> Slots:

@@ -1,6 +1,6 @@
 """Schemathesis hooks (SCHEMATHESIS_HOOKS=tests.schemathesis_hooks): sign the requests meant
-for Twilio's routes as Twilio would, so the fuzzer reaches the TwiML and StatusCallback
-handlers instead of stopping at 403. The token comes from SIGNING_TOKEN."""
+for Twilio's routes as Twilio would, so the fuzzer reaches the TwiML, StatusCallback,
+IncomingCall and IncomingSms handlers instead of stopping at 403. The token comes from SIGNING_TOKEN."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ TWILIO_ROUTES = (
     "/IncomingCall/DialAction",
     "/IncomingCall/RecordAction",
     "/IncomingCall/RecordingStatus",
+    "/IncomingSms",
 )
 
 

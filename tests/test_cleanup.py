@@ -11,7 +11,7 @@ import pytest
 from shared import cleanup, limits
 from shared.delivery_status import Created, StatusEvent
 from shared.settings import Limit, Settings
-from shared.store import Attempt, IdempotencyRecord, Shards, Slots, Store
+from shared.store import Attempt, BroadcastRecord, IdempotencyRecord, Shards, Slots, Store
 from shared.table_store import TableStore
 from shared.voicemail import CallParties, RecordingEvent
 from tests.conftest import Azurite, FakeClock, table_prefix
@@ -144,18 +144,54 @@ def test_voicemails_go_after_the_retention_and_the_log_counts_them_without_numbe
     assert cleanup.purge(store, SETTINGS, t0 + retention).voicemails == 0
     with caplog.at_level(logging.INFO, logger="shared.cleanup"):
         caplog.clear()
-        assert cleanup.purge(store, SETTINGS, t0 + retention + 1) == cleanup.Purged(0, 0, 0, 0, 1)
+        assert cleanup.purge(store, SETTINGS, t0 + retention + 1) == cleanup.Purged(
+            0, 0, 0, 0, 1, 0
+        )
     assert caplog.messages == [
         "Cleanup deleted 0 idempotency keys, 0 limit counters, 0 delivery records, "
-        "0 conversation records, 1 calls' voicemails"
+        "0 conversation records, 1 calls' voicemails, 0 broadcasts"
     ]
     assert [(v.call_sid, v.from_number) for v in store.voicemails(10)] == [(young, "+14155550123")]
+
+
+def test_finished_broadcasts_go_after_the_retention_and_the_log_counts_them_without_numbers(
+    store: Store, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    t0 = fake_clock.time
+    for broadcast_id, results in (("b-done", 3), ("b-running", 2), ("b-done-too", 3)):
+        record = BroadcastRecord(
+            id=broadcast_id, caller="key:a", fingerprint="f", body="hi", from_number=None,
+            messaging_service_sid="MG" + "0" * 32, total=3, chunk_size=2, rejected=0,
+            created_at="t",
+        )  # fmt: skip
+        store.create_broadcast(record)
+        store.add_broadcast_chunks(
+            broadcast_id, [["+14155550101", "+14155550102"], ["+14155550103"]]
+        )
+        for index in range(results):
+            store.record_recipient_result(broadcast_id, index, {"index": index, "status": "sent"})
+    retention = SETTINGS.state_retention_days * DAY
+    assert cleanup.purge(store, SETTINGS, t0 + retention).broadcasts == 0
+    with caplog.at_level(logging.INFO, logger="shared.cleanup"):
+        caplog.clear()
+        assert cleanup.purge(store, SETTINGS, t0 + retention + 1) == cleanup.Purged(
+            0, 0, 0, 0, 0, 2
+        )
+    assert caplog.messages == [
+        "Cleanup deleted 0 idempotency keys, 0 limit counters, 0 delivery records, "
+        "0 conversation records, 0 calls' voicemails, 2 broadcasts"
+    ]
+    assert [store.broadcast(b) is not None for b in ("b-done", "b-running", "b-done-too")] == [
+        False, True, False,
+    ]  # fmt: skip
+    assert store.broadcast_chunk("b-running", 1) == ["+14155550103"]
+    assert store.broadcast_chunk("b-done", 1) == []
 
 
 def test_opt_outs_never_expire(store: Store, fake_clock: FakeClock) -> None:
     store.add_opt_out("+14155550100", ["+15005550006"])
     purged = cleanup.purge(store, SETTINGS, fake_clock.time + 3650 * DAY)
-    assert purged == cleanup.Purged(0, 0, 0, 0, 0)
+    assert purged == cleanup.Purged(0, 0, 0, 0, 0, 0)
     assert store.is_opted_out("+14155550100", "+15005550006") is True
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ from werkzeug.datastructures import MultiDict
 
 from devhost.phone import inbound_sms_params
 from shared.inbound import KEYWORDS, keyword
+from shared.phone import mask
 from tests.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -134,7 +136,7 @@ def test_only_post(fns: dict[str, Handler]) -> None:
 # Stored once, shown to the caller that sent ----------------------------------------------
 
 
-def test_a_duplicate_delivery_is_stored_once_and_answered_the_same(
+def test_a_duplicate_delivery_is_stored_once_and_replied_to_once(
     fns: dict[str, Handler], app_env: SetEnv, fake_clock: FakeClock
 ) -> None:
     app_env(INBOUND_SMS_AUTO_REPLY="Thanks & see you")
@@ -146,7 +148,9 @@ def test_a_duplicate_delivery_is_stored_once_and_answered_the_same(
         '<?xml version="1.0" encoding="UTF-8"?>'
         "<Response><Message>Thanks &amp; see you</Message></Response>"
     )
-    assert answered(first) == answered(again) == (200, "application/xml", reply)
+    assert answered(first) == (200, "application/xml", reply)
+    # Twilio sends each <Message> it is answered: the repeat must not carry a second one.
+    assert answered(again) == (200, "application/xml", EMPTY)
     assert conversation(fns) == ["inbound:Hello back", "outbound:hi"]
 
 
@@ -264,6 +268,51 @@ def test_no_auto_reply_to_an_opted_out_number(fns: dict[str, Handler], app_env: 
     app_env(INBOUND_SMS_AUTO_REPLY="Thanks")
     deliver(fns, text("STOP"))
     assert answered(deliver(fns, text("one more thing"))) == (200, "application/xml", EMPTY)
+
+
+# The auto-reply is a send the account pays for ---------------------------------------------
+
+REPLY = '<?xml version="1.0" encoding="UTF-8"?><Response><Message>Thanks</Message></Response>'
+
+
+def text_from(sender: str, body: str = "hello", n: int = 1) -> dict[str, str]:
+    return inbound_sms_params(ACCOUNT_SID, sender, VALID_FROM, body, sid=f"SM{n:032x}")
+
+
+@pytest.mark.parametrize(
+    ("sender", "why"),
+    [
+        ("+19005550100", " (destination-number-type): The destination is a premium-rate number"),
+        ("+448712345678", " (destination-country): Destination country GB is not allowed"),
+        ("+447700900123", ": not a phone number"),  # unassigned
+        ("12345", ": not a phone number"),  # a short code
+        ("Acme", ": not a phone number"),  # an alphanumeric sender
+    ],
+)
+def test_no_auto_reply_to_a_number_sendsms_would_refuse(
+    fns: dict[str, Handler],
+    app_env: SetEnv,
+    caplog: pytest.LogCaptureFixture,
+    sender: str,
+    why: str,
+) -> None:
+    app_env(INBOUND_SMS_AUTO_REPLY="Thanks")
+    caplog.set_level(logging.INFO, logger="shared.inbound")
+    assert answered(deliver(fns, text_from(sender))) == (200, "application/xml", EMPTY)
+    refusals = [r.getMessage() for r in caplog.records if "No auto-reply" in r.getMessage()]
+    assert len(refusals) == 1 and refusals[0].startswith(f"No auto-reply to {mask(sender)}{why}")
+
+
+def test_auto_replies_count_against_the_destination_limit(
+    fns: dict[str, Handler], app_env: SetEnv, sandbox: Sandbox
+) -> None:
+    # Another auto-responder answering ours would otherwise ping-pong at our expense.
+    app_env(INBOUND_SMS_AUTO_REPLY="Thanks", LIMIT_PER_DESTINATION="2/hour")
+    answers = [answered(deliver(fns, text_from(VALID_TO, n=n)))[2] for n in range(1, 4)]
+    assert answers == [REPLY, REPLY, EMPTY]
+    status, problem = send(fns)  # the same counter a SendSms to that number is charged
+    assert (status, problem["rule"], problem["limit"]) == (429, "limit", "destination")
+    assert sandbox.requests() == []
 
 
 # Hostile input: 4xx, never 5xx --------------------------------------------------------------

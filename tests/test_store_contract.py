@@ -26,8 +26,9 @@ from shared.store import (
     Versioned,
 )
 from shared.table_store import TableStore
-from tests.conftest import Azurite, table_prefix
+from tests.conftest import Azurite, FakeClock, table_prefix
 
+DAY = 86400
 SID = "SM" + "1" * 32
 OK = StoredResponse(201, '{"sid": "SM1"}', "application/json", (("X-Test", "1"),))
 
@@ -411,6 +412,104 @@ def test_broadcast_chunks_results_and_cancel(store: Store) -> None:
     assert cancelled is not None and (cancelled.cancelled, cancelled.charged) == (True, True)
     assert store.broadcast("b1") == cancelled
     assert store.update_broadcast("nope", lambda r: replace(r, cancelled=True)) is None
+
+
+# Broadcasts' expiry: a broadcast's parts go together, once it is finished and old.
+
+
+def put_broadcast(
+    store: Store, broadcast_id: str, total: int, results: int, *, chunk_size: int = 2
+) -> None:
+    """A started broadcast, its first `results` recipients with their results."""
+    store.create_broadcast(replace(broadcast_record(broadcast_id, total), chunk_size=chunk_size))
+    numbers = [f"+1415555{i:04d}" for i in range(total)]
+    chunks = [numbers[i : i + chunk_size] for i in range(0, total, chunk_size)]
+    store.add_broadcast_chunks(broadcast_id, chunks)
+    for index in range(results):
+        result = {"index": index, "to": numbers[index], "status": "sent"}
+        store.record_recipient_result(broadcast_id, index, result)
+
+
+def kept(store: Store, broadcast_id: str, chunks: int = 3) -> tuple[bool, int, int]:
+    """What is left of a broadcast: its record, its recipients in chunks, its results."""
+    numbers = sum(len(store.broadcast_chunk(broadcast_id, i)) for i in range(chunks + 1))
+    results = len(store.recipient_results(broadcast_id, 0, 1000))
+    return store.broadcast(broadcast_id) is not None, numbers, results
+
+
+def test_finished_broadcasts_go_whole_after_their_last_change_running_ones_never(
+    store: Store, fake_clock: FakeClock
+) -> None:
+    t0 = fake_clock.time
+    put_broadcast(store, "done", 5, results=5)
+    put_broadcast(store, "cancelled", 5, results=1)
+    store.update_broadcast("cancelled", lambda r: replace(r, cancelled=True))
+    put_broadcast(store, "running", 5, results=4)
+    put_broadcast(store, "late", 5, results=4)
+    fake_clock.advance(10)
+    store.record_recipient_result("late", 4, {"index": 4, "status": "sent"})  # done at t0 + 10
+    assert store.purge_broadcasts(t0) == 0  # last changed exactly at the cutoff: kept
+    assert store.purge_broadcasts(t0 + 1) == 2
+    assert {b: kept(store, b) for b in ("done", "cancelled", "running", "late")} == {
+        "done": (False, 0, 0), "cancelled": (False, 0, 0),
+        "running": (True, 5, 4), "late": (True, 5, 5),
+    }  # fmt: skip
+    assert store.purge_broadcasts(t0 + 10) == 0
+    assert store.purge_broadcasts(t0 + 11) == 1
+    assert kept(store, "late") == (False, 0, 0)
+    # Running (a recipient has no result yet, nor was it cancelled): kept however old.
+    assert store.purge_broadcasts(t0 + 3650 * DAY) == 0
+    assert kept(store, "running") == (True, 5, 4)
+    # Its last result finishes it, and is its last change.
+    fake_clock.advance(DAY)
+    store.record_recipient_result("running", 4, {"index": 4, "status": "failed"})
+    assert store.purge_broadcasts(fake_clock.time) == 0
+    assert store.purge_broadcasts(fake_clock.time + 1) == 1
+    assert kept(store, "running") == (False, 0, 0)
+
+
+def test_a_broadcast_of_hundreds_of_rows_goes_whole_in_transactions_of_100(
+    store: Store, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_broadcast(store, "big", 250, results=250, chunk_size=100)  # 1 + 3 + 250 rows
+    put_broadcast(store, "other", 5, results=4)
+    sizes: list[int] = []
+    if isinstance(store, TableStore):
+        table = store._table("Broadcasts")
+        submit = table.submit_transaction
+
+        def recording(operations: Any, **kwargs: Any) -> Any:
+            sizes.append(len(list(operations)))
+            return submit(operations, **kwargs)
+
+        monkeypatch.setattr(table, "submit_transaction", recording)
+    assert store.purge_broadcasts(fake_clock.time + 1) == 1
+    assert (kept(store, "big"), kept(store, "other")) == ((False, 0, 0), (True, 5, 4))
+    if isinstance(store, TableStore):
+        assert sizes == [100, 100, 54]
+        assert {row["PartitionKey"] for row in table.list_entities()} == {"other"}
+
+
+def test_a_broadcast_purge_cut_short_goes_on_at_the_next_run(
+    azurite: Azurite, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = TableStore(azurite.connection_string, table_prefix())
+    put_broadcast(store, "big", 250, results=250, chunk_size=100)
+    delete = TableStore._delete_as_read
+    calls: list[int] = []
+
+    def first_only(table: Any, rows: list[Any]) -> bool:  # then a row changed, or a crash
+        calls.append(len(rows))
+        return delete(table, rows) if len(calls) == 1 else False
+
+    monkeypatch.setattr(TableStore, "_delete_as_read", staticmethod(first_only))
+    assert store.purge_broadcasts(fake_clock.time + 1) == 0
+    # The chunks and 97 results went; the record goes last, so the next run finds the rest,
+    # and knows it finished though most of its results are gone.
+    assert (calls, kept(store, "big")) == ([100, 100], (True, 0, 153))
+    monkeypatch.undo()
+    assert store.purge_broadcasts(fake_clock.time + 1) == 1
+    assert kept(store, "big") == (False, 0, 0)
 
 
 def test_the_counters_query_stays_within_table_storages_15_comparisons(
