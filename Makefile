@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENV_OK := $(VENV)/.python-3.13
 STAMP := $(VENV)/.installed
+MUTATE_STAMP := $(VENV)/.mutate-installed
 NODE_STAMP := node_modules/.installed
 # checkov gets a venv of its own: its exact pins must not move the app's test dependencies.
 TOOLS := .venv-tools
@@ -17,7 +18,7 @@ PORT = 7071
 SANDBOX_PORT = 7072
 AZURITE_PORT = 10002
 
-.PHONY: install tools run test lint infra typecheck unit format clean bench browser
+.PHONY: install tools run test lint infra typecheck unit format clean bench browser mutate
 
 # A venv from another Python (an older checkout's 3.11) is replaced, not reused.
 $(VENV_OK):
@@ -29,6 +30,10 @@ $(STAMP): requirements.txt requirements-dev.txt $(VENV_OK)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
+
+$(MUTATE_STAMP): requirements-mutate.txt $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-mutate.txt
+	touch $@
 
 $(RPC): devhost/rpc/function_rpc.proto $(STAMP)
 	$(PY) -m grpc_tools.protoc -I devhost/rpc --python_out=devhost/rpc \
@@ -92,8 +97,17 @@ format: install
 	$(PY) -m ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(TOOLS) node_modules .azurite .pytest_cache .mypy_cache .ruff_cache \
+	rm -rf $(VENV) $(TOOLS) node_modules .azurite mutants .pytest_cache .mypy_cache .ruff_cache \
 	  devhost/rpc/function_rpc_pb2.py devhost/rpc/function_rpc_pb2.pyi
 
 bench: install
 	$(PY) -m bench
+
+# Mutation testing of shared/ (slow, not part of make test): mutmut mutates every module
+# and runs the fast in-process tests that reach each mutant ([tool.mutmut] in
+# pyproject.toml); bench/mutation.py writes bench/MUTATION.md and fails when a money or
+# security module kills under 90 %. Starts afresh: mutmut would reuse mutants/'s verdicts.
+mutate: install $(MUTATE_STAMP)
+	rm -rf mutants
+	@start=$$(date +%s); $(VENV)/bin/mutmut run && \
+	  $(PY) -m bench.mutation --seconds $$(( $$(date +%s) - start ))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import os
@@ -26,6 +27,7 @@ import requests
 
 from devhost.sandbox import SandboxConfig, create_sandbox_app
 from devhost.serving import BackgroundServer
+from shared import parallel
 from shared.clock import use_clock
 from shared.memory_store import MemoryStore
 from shared.settings import Secret, Settings, get_settings
@@ -141,9 +143,31 @@ def post_json(handler: Handler, url: str, payload: Any) -> tuple[int, Any]:
     return response.status_code, body_of(response)
 
 
+# `make mutate` (mutmut) forks a child per mutant from a process whose tests may have used
+# the store pool (shared/parallel.py): in the child the pool's threads are gone, and a task
+# submitted to it would wait forever. Each child makes a pool of its own.
+os.register_at_fork(after_in_child=parallel._pool.cache_clear)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start Azurite are marked `azurite` (the store fixture's "table" variant
+    marks itself), so a run can leave them out by marker (`-m "not azurite"`, as `make
+    mutate` does) rather than by a name that other tests may contain ("printable")."""
+    for item in items:
+        if "azurite" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.azurite)
+
+
 @pytest.fixture(scope="session")
 def indexed() -> list[Any]:
     """The app as the worker indexes it; get_functions() raises if called twice."""
+    return _indexed_once()
+
+
+@functools.cache
+def _indexed_once() -> list[Any]:
+    # Once per process, not per session: `make mutate` (mutmut) runs several pytest
+    # sessions in one process and its forks, where function_app is already indexed.
     from function_app import app
 
     return list(app.get_functions())
@@ -408,7 +432,7 @@ def table_prefix() -> str:
     return "T" + uuid.uuid4().hex[:16]
 
 
-@pytest.fixture(params=["memory", "table"])
+@pytest.fixture(params=["memory", pytest.param("table", marks=pytest.mark.azurite)])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     """The store contract holds for both: each test runs on memory and on Azurite's tables.
     A module that needs another store defines its own `store`, which takes precedence."""

@@ -114,33 +114,40 @@ def test_a_good_token_sends(
 
 
 @pytest.mark.parametrize(
-    ("name", "make_token"),
+    ("make_token", "reason"),
     [
-        ("expired", lambda: token(exp=int(time.time()) - 120)),
-        ("wrong audience", lambda: token(aud="api://someone-else")),
-        ("wrong issuer", lambda: token(iss="https://evil.example.com")),
-        ("wrong key", lambda: token(key=ATTACKER_KEY)),
-        ("unknown key id", lambda: token(kid="nope")),
-        ("alg none", unsigned),
-        ("tampered payload", tampered),
-        ("not yet valid", lambda: token(nbf=int(time.time()) + 600)),
-        ("no subject", lambda: token(sub=None)),
-        ("garbage", lambda: "not-a-jwt"),
+        (lambda: token(exp=int(time.time()) - 120), "Signature has expired"),
+        (lambda: token(aud="api://someone-else"), "Audience doesn't match"),
+        (lambda: token(iss="https://evil.example.com"), "Invalid issuer"),
+        (lambda: token(key=ATTACKER_KEY), "Signature verification failed"),
+        (lambda: token(kid="nope"), "Unable to find a signing key that matches: 'nope'"),
+        (unsigned, "The specified alg value is not allowed"),
+        (tampered, "Signature verification failed"),
+        (lambda: token(nbf=int(time.time()) + 600), "The token is not yet valid (nbf)"),
+        (lambda: token(sub=None), "Token is missing the 'sub' claim"),
+        (lambda: "not-a-jwt", "Not enough segments"),
+        (lambda: "not a jwt", "Not enough segments"),  # the whole rest is the token
     ],
-)
+    ids=["expired", "wrong audience", "wrong issuer", "wrong key", "unknown key id", "alg none",
+         "tampered payload", "not yet valid", "no subject", "garbage", "spaces"],
+)  # fmt: skip
 def test_bad_tokens_are_401_with_a_challenge(
-    functions: dict[str, Handler], jwt_env: SetEnv, sandbox: Sandbox, name: str, make_token: Any
+    functions: dict[str, Handler], jwt_env: SetEnv, sandbox: Sandbox, make_token: Any, reason: str
 ) -> None:
     response = send(functions, make_token())
-    assert response.status_code == 401, name
-    assert response.headers["WWW-Authenticate"].startswith(f'{REALM}, error="invalid_token"')
-    body = body_of(response)
-    assert (body["type"], body["title"], body["status"]) == (
-        "urn:twilio-functions:problem:unauthorized",
-        "Unauthorized",
+    assert (response.status_code, body_of(response)) == (
         401,
+        {
+            "type": "urn:twilio-functions:problem:unauthorized",
+            "title": "Unauthorized",
+            "status": 401,
+            "detail": f"The bearer token is not valid: {reason}",
+            "rule": "bearer-token",
+        },
     )
-    assert body["detail"].startswith("The bearer token is not valid: ")
+    assert response.headers["WWW-Authenticate"] == (
+        f'{REALM}, error="invalid_token", error_description="{reason}"'
+    )
     assert sandbox.requests() == []
 
 
@@ -166,17 +173,28 @@ def test_hmac_signed_with_the_public_key_is_refused(
     payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
     mac = hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
     forged = f"{header}.{payload}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
-    assert send(functions, forged).status_code == 401
+    response = send(functions, forged)
+    assert (response.status_code, body_of(response)["rule"], body_of(response)["detail"]) == (
+        401, "bearer-token", "The bearer token is not valid: The specified alg value is not allowed"
+    )  # fmt: skip
 
 
 def test_missing_token_is_401_with_a_bare_challenge(
     functions: dict[str, Handler], jwt_env: SetEnv
 ) -> None:
-    response = send(functions, None)
-    assert (response.status_code, response.headers["WWW-Authenticate"]) == (401, REALM)
-    assert body_of(response)["detail"] == "A bearer token is required."
-    basic = send(functions, None, Authorization="Basic YTpi")
-    assert basic.status_code == 401
+    required = {
+        "type": "urn:twilio-functions:problem:unauthorized",
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": "A bearer token is required.",
+        "rule": "bearer-token",
+    }
+    for authorization in (None, "Basic YTpi", "Bearer ", "Bearer    "):
+        headers = {"Authorization": authorization} if authorization else {}
+        response = send(functions, None, **headers)
+        assert (response.status_code, body_of(response)) == (401, required), authorization
+        assert response.headers["WWW-Authenticate"] == REALM
+    assert send(functions, None, Authorization=f"bearer {token()}").status_code == 201
 
 
 def test_clock_skew_within_leeway_is_accepted(
@@ -192,11 +210,19 @@ def test_required_scope_and_role(functions: dict[str, Handler], jwt_env: SetEnv)
         403,
         f'{REALM}, error="insufficient_scope"',
     )
-    assert body_of(response)["detail"] == "The token lacks scope Messages.Send."
-    assert (
-        send(functions, token(scp="Profile.Read Messages.Send", roles=["Reader"])).status_code
-        == 403
-    )
+    assert body_of(response) == {
+        "type": "urn:twilio-functions:problem:forbidden",
+        "title": "Insufficient scope",
+        "status": 403,
+        "detail": "The token lacks scope Messages.Send.",
+        "rule": "grants",
+    }
+    no_role = send(functions, token(scp="Profile.Read Messages.Send", roles=["Reader"]))
+    assert (no_role.status_code, body_of(no_role)["detail"], body_of(no_role)["rule"]) == (
+        403, "The token lacks role Sender.", "grants"
+    )  # fmt: skip
+    neither = send(functions, token(scp="Profile.Read", roles="Sender"))  # roles: a list or none
+    assert body_of(neither)["detail"] == "The token lacks scope Messages.Send and role Sender."
     assert (
         send(functions, token(scp="Profile.Read Messages.Send", roles=["Sender"])).status_code
         == 201
@@ -227,7 +253,10 @@ def test_each_user_has_their_own_limits_and_sees_only_their_own(
     alice, bob = token(sub="alice"), token(sub="bob")
     sent = send(functions, alice)
     assert sent.status_code == 201
-    assert send(functions, alice, to="+14155550101").status_code == 429
+    refused = send(functions, alice, to="+14155550101")
+    assert (refused.status_code, body_of(refused)["rule"], body_of(refused)["limit"]) == (
+        429, "limit", "caller"
+    )  # fmt: skip
     assert send(functions, bob, to="+14155550102").status_code == 201
     sid = body_of(sent)["sid"]
 
@@ -268,11 +297,34 @@ def test_easyauth_trusts_the_platform_headers_only_behind_the_platform(
 ) -> None:
     app_env(CALLER_AUTH="easyauth")
     spoofed = send(functions, None, **{"X-MS-CLIENT-PRINCIPAL-ID": "alice"})
-    assert (spoofed.status_code, body_of(spoofed)["setting"]) == (500, "CALLER_AUTH")
+    assert (spoofed.status_code, body_of(spoofed)) == (
+        500,
+        {
+            "type": "urn:twilio-functions:problem:misconfigured",
+            "title": "Server misconfigured",
+            "status": 500,
+            "detail": "The server is misconfigured: setting CALLER_AUTH must be easyauth only "
+            "behind App Service Authentication.",
+            "setting": "CALLER_AUTH",
+        },
+    )
     app_env(CALLER_AUTH="easyauth", WEBSITE_AUTH_ENABLED="True", JWT_REQUIRED_ROLE="Sender")
-    assert send(functions, None).status_code == 401
+    anonymous = send(functions, None)
+    assert (anonymous.status_code, body_of(anonymous)) == (
+        401,
+        {
+            "type": "urn:twilio-functions:problem:unauthorized",
+            "title": "Unauthorized",
+            "status": 401,
+            "detail": "Sign in first: no App Service Authentication principal.",
+            "rule": "easyauth",
+        },
+    )
     headers = {"X-MS-CLIENT-PRINCIPAL-ID": "alice", "X-MS-CLIENT-PRINCIPAL": principal("Reader")}
-    assert send(functions, None, **headers).status_code == 403
+    reader = send(functions, None, **headers)
+    assert (reader.status_code, body_of(reader)["rule"], body_of(reader)["detail"]) == (
+        403, "grants", "The token lacks role Sender."
+    )  # fmt: skip
     headers["X-MS-CLIENT-PRINCIPAL"] = principal("Sender")
     assert send(functions, None, **headers).status_code == 201
 
@@ -310,3 +362,49 @@ def test_a_hostile_key_id_cannot_break_the_challenge(
     assert challenge.count('"') == 6  # realm, error and description, each quoted once
     assert body_of(response)["rule"] == "bearer-token"
     assert all(" " <= c <= "~" for c in body_of(response)["detail"])
+
+
+def encoded(principal: object) -> str:
+    return base64.b64encode(json.dumps(principal).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "%%% not base64",
+        encoded(["claims"]),  # JSON, but not an object
+        encoded({"auth_typ": "aad"}),  # no claims at all
+        encoded({"claims": ["Sender", {"typ": "groups", "val": "Sender"}]}),
+    ],
+)
+def test_a_principal_without_the_role_is_403_naming_the_grant(
+    functions: dict[str, Handler], app_env: SetEnv, header: str
+) -> None:
+    app_env(CALLER_AUTH="easyauth", WEBSITE_AUTH_ENABLED="True", JWT_REQUIRED_ROLE="Sender")
+    headers = {"X-MS-CLIENT-PRINCIPAL-ID": "alice", "X-MS-CLIENT-PRINCIPAL": header}
+    response = send(functions, None, **headers)
+    assert (response.status_code, body_of(response)["rule"], body_of(response)["detail"]) == (
+        403, "grants", "The token lacks role Sender."
+    )  # fmt: skip
+
+
+def test_a_role_claim_may_be_named_role_or_roles(
+    functions: dict[str, Handler], app_env: SetEnv
+) -> None:
+    app_env(CALLER_AUTH="easyauth", WEBSITE_AUTH_ENABLED="True", JWT_REQUIRED_ROLE="Sender")
+    for typ in ("role", "roles"):
+        principal = encoded({"claims": ["x", {"typ": typ, "val": "Sender"}]})
+        headers = {"X-MS-CLIENT-PRINCIPAL-ID": "alice", "X-MS-CLIENT-PRINCIPAL": principal}
+        assert send(functions, None, **headers).status_code == 201, typ
+
+
+def test_each_easyauth_user_has_their_own_limits(
+    functions: dict[str, Handler], app_env: SetEnv
+) -> None:
+    app_env(CALLER_AUTH="easyauth", WEBSITE_AUTH_ENABLED="True", LIMIT_PER_CALLER="1/hour")
+    alice = {"X-MS-CLIENT-PRINCIPAL-ID": "alice"}
+    assert send(functions, None, **alice).status_code == 201
+    refused = send(functions, None, to="+14155550101", **alice)
+    assert (refused.status_code, body_of(refused)["limit"]) == (429, "caller")
+    bob = {"X-MS-CLIENT-PRINCIPAL-ID": "bob"}
+    assert send(functions, None, to="+14155550102", **bob).status_code == 201

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
+import azure.functions as func
 import pytest
 
-from shared.caller import client_address, identify_caller
+from shared.caller import client_address, identify_caller, mobile_auth_level
 from shared.settings import load_settings
 from tests.conftest import (
     PUBLIC_BASE_URL,
@@ -50,6 +51,8 @@ def test_caller_is_the_hop_the_platform_appended(forwarded: str, expected: str) 
         (f"{SMS_URL}?code={KEY_A}", {}, key_id(KEY_A)),
         (f"{SMS_URL}?Code={KEY_A}&code={KEY_B}", {}, key_id(KEY_A)),  # the host takes the first
         (f"{SMS_URL}?code={KEY_B}", {"x-functions-key": KEY_A}, key_id(KEY_A)),  # header first
+        (SMS_URL, {"x-functions-key": f"{KEY_A}, {KEY_B}"}, key_id(KEY_A)),  # a repeated header
+        (f"{SMS_URL}?to=x&code=&code={KEY_B}", {}, key_id(KEY_B)),  # only a non-empty `code`
         (SMS_URL, {}, "ip:203.0.113.7"),  # no key (a local host that checks none)
     ],
 )
@@ -116,3 +119,23 @@ def test_each_key_has_its_own_quota(
 
     assert [send(KEY_A, f"+1415555010{i}") for i in range(3)] == [201, 201, 429]
     assert send(KEY_B, "+14155550109") == 201  # same address, another key: its own quota
+
+
+@pytest.mark.parametrize(
+    ("value", "level"),
+    [
+        (None, func.AuthLevel.FUNCTION),
+        ("function-key", func.AuthLevel.FUNCTION),
+        (" Function-Key ", func.AuthLevel.FUNCTION),
+        ("jwt", func.AuthLevel.ANONYMOUS),
+        ("EasyAuth", func.AuthLevel.ANONYMOUS),
+    ],
+)
+def test_mobile_routes_need_a_host_key_only_in_function_key_mode(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, level: func.AuthLevel
+) -> None:
+    if value is None:
+        monkeypatch.delenv("CALLER_AUTH", raising=False)
+    else:
+        monkeypatch.setenv("CALLER_AUTH", value)
+    assert mobile_auth_level() == level

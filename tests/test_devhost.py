@@ -84,6 +84,7 @@ def test_unsigned_twiml_request_is_403(devhost: DevHost) -> None:
     assert response.status_code == 403
     assert response.headers["Content-Type"] == "application/problem+json"
     assert response.json()["detail"] == "Missing X-Twilio-Signature header."
+    assert response.json()["rule"] == "twilio-signature"
 
 
 def test_bad_input_over_http(devhost: DevHost) -> None:

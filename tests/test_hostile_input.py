@@ -83,7 +83,10 @@ def test_a_lying_content_length_is_not_believed(fns: dict[str, Handler]) -> None
         "POST", TWIML_URL, body=body,
         headers={"Content-Type": "application/x-www-form-urlencoded", "Content-Length": "10"},
     )  # fmt: skip
-    assert fns["TwiML"](request).status_code == 413
+    response = fns["TwiML"](request)
+    assert (response.status_code, body_of(response)["rule"], body_of(response)["maxBytes"]) == (
+        413, "body-size", 64 * 1024
+    )  # fmt: skip
 
 
 def test_the_largest_valid_sms_fits(fns: dict[str, Handler], sandbox: Sandbox) -> None:

@@ -6,15 +6,19 @@ The clock is a FakeClock, so window boundaries are where the test puts them.
 from __future__ import annotations
 
 import functools
+import hashlib
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from shared.errors import AppError
-from shared.limits import SLOTS, check_before_send, enforce_limits
-from shared.settings import Settings, load_settings
-from shared.store import Store
+from shared.limits import SLOTS, check_before_send, enforce_limits, rules
+from shared.memory_store import MemoryStore
+from shared.settings import Limit, Settings, load_settings
+from shared.store import Store, StoreUnavailable
 from tests.conftest import (
     PUBLIC_BASE_URL,
     VALID_TO,
@@ -192,6 +196,62 @@ def test_slots_cover_the_window_exactly() -> None:
     assert SLOTS == 60  # Retry-After above assumes one-minute slots in an hour
 
 
+@pytest.mark.parametrize("remote", [False, True])
+def test_the_opt_out_is_read_beside_the_counters_when_the_store_is_remote(remote: bool) -> None:
+    class Watched(MemoryStore):
+        """Where the opt-out was read: a remote store reads it on the pool, beside the
+        counters; in memory, a thread hand-off would cost more than it saves."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.readers: list[str] = []
+
+        def is_opted_out(self, number: str, sender: str) -> bool:
+            self.readers.append(threading.current_thread().name)
+            return super().is_opted_out(number, sender)
+
+    store = Watched()
+    store.remote = remote
+    check_before_send(
+        store, limits(LIMIT_PER_CALLER="1/hour"), caller="c", destination=VALID_TO,
+        sms_sender="+15005550006", now=T0,
+    )  # fmt: skip
+    [reader] = store.readers
+    here = threading.current_thread().name
+    assert (reader == here, reader.startswith("store")) == (not remote, remote)
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_the_counters_keep_their_names_in_the_store() -> None:
+    # A renamed counter starts afresh: a deploy would forget what was counted, and while
+    # two versions run side by side each would count on its own.
+    settings = limits(
+        LIMIT_PER_CALLER="5/hour", LIMIT_GLOBAL="100/day", LIMIT_PER_DESTINATION="3/minute"
+    )
+    applying = rules(settings, caller="c1", destination="+14155550100")
+    assert [(rule.name, rule.counter) for rule in applying] == [
+        ("caller", digest("caller:c1|3600")),
+        ("global", digest("global|86400")),
+        ("destination", digest("destination:+14155550100|60")),
+    ]
+
+
+def test_slots_that_count_nothing_are_not_written_back() -> None:
+    store, settings = MemoryStore(), limits(LIMIT_PER_CALLER="5/hour")
+    [rule] = rules(settings, caller="c1", destination=None)
+    minute = int(T0 // 60)  # an hour's slots are a minute long
+    store.update_counters(
+        [rule.counter], lambda _: {(rule.counter, 0): {minute - 2: 2, minute - 1: 0}}
+    )
+    enforce_limits(store, settings, caller="c1", destination=None, now=T0)
+    rows: list[Any] = []
+    store.update_counters([rule.counter], lambda current: rows.append(current[rule.counter]))
+    assert rows[0][0] == {minute - 2: 2, minute: 1}
+
+
 # Through the routes --------------------------------------------------------------------
 
 
@@ -229,11 +289,12 @@ def test_per_destination_limit_counts_messages_and_calls(
 
 def test_global_limit(handlers: dict[str, Handler], app_env: SetEnv) -> None:
     app_env(LIMIT_GLOBAL="2/day")
-    statuses = [
-        post_json(handlers["SendSms"], SMS_URL, {"to": f"+1415555010{i}", "body": "x"})[0]
+    answers = [
+        post_json(handlers["SendSms"], SMS_URL, {"to": f"+1415555010{i}", "body": "x"})
         for i in range(3)
     ]
-    assert statuses == [201, 201, 429]
+    assert [status for status, _ in answers] == [201, 201, 429]
+    assert (answers[2][1]["rule"], answers[2][1]["limit"]) == ("limit", "global")
 
 
 def test_limits_can_be_switched_off(handlers: dict[str, Handler], app_env: SetEnv) -> None:
@@ -265,3 +326,69 @@ def test_opt_out_is_remembered(handlers: dict[str, Handler], sandbox: Sandbox) -
         },
     )
     assert len(sandbox.requests()) == 1  # the second never reached Twilio
+
+
+# Exact answers: the period named, Retry-After rounded up but never below 1 s -------------
+
+
+def refused(call: Any) -> tuple[str, dict[str, str]]:
+    with pytest.raises(AppError) as raised:
+        call()
+    assert raised.value.extra == {"rule": "limit", "limit": "caller"}
+    return raised.value.detail, raised.value.headers
+
+
+@pytest.mark.parametrize(
+    ("setting", "period"),
+    [("1/second", "second"), ("1/minute", "minute"), ("1/hour", "hour"), ("1/day", "day")],
+)
+def test_the_refusal_names_the_limit_and_its_period(setting: str, period: str) -> None:
+    store, settings = MemoryStore(), limits(LIMIT_PER_CALLER=setting)
+    send(store, settings, T0)
+    detail, _ = refused(lambda: send(store, settings, T0))
+    assert detail == f"The caller limit of 1 per {period} is reached; nothing was sent."
+    detail, headers = refused(lambda: send(store, settings, T0, amount=2))
+    assert (detail, headers) == (
+        f"This needs 2, more than the caller limit of 1 per {period} allows at once; nothing was sent.",
+        {},
+    )
+
+
+def test_a_window_without_a_name_is_given_in_seconds() -> None:
+    store, settings = MemoryStore(), limits()
+    odd = replace(settings, limit_per_caller=Limit(1, 120))
+    send(store, odd, T0)
+    detail, _ = refused(lambda: send(store, odd, T0))
+    assert detail == "The caller limit of 1 per 120 s is reached; nothing was sent."
+
+
+def test_retry_after_under_a_second_is_1_and_a_full_window_of_exactly_the_limit_waits() -> None:
+    store, settings = MemoryStore(), limits(LIMIT_PER_CALLER="2/minute")  # one-second slots
+    send(store, settings, T0, amount=2)  # exactly the limit at once: fits
+    # The slot [T0, T0+1) leaves the window at T0+61; 0.8 s before that, wait 1 s, not 0 or 2.
+    _, headers = refused(lambda: send(store, settings, T0 + 60.2, amount=2))
+    assert headers == {"Retry-After": "1"}
+    _, headers = refused(lambda: send(store, settings, T0 + 58.5))
+    assert headers == {"Retry-After": "3"}  # 2.5 s, rounded up: retrying on time succeeds
+    send(store, settings, T0 + 61, amount=2)
+
+
+def test_a_store_that_is_down_refuses_unless_the_failure_mode_is_open(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Down(MemoryStore):
+        def update_counters(self, *args: Any, **kwargs: Any) -> None:
+            raise StoreUnavailable()
+
+    closed = limits(LIMIT_PER_CALLER="1/hour")
+    check = functools.partial(check_before_send, Down(), caller="c", destination=VALID_TO, now=T0)
+    with pytest.raises(StoreUnavailable):
+        check(closed, sms_sender=None)
+    assert caplog.messages == []
+    # Sent without limits, and said so.
+    check(replace(closed, store_fail_open=True), sms_sender=None)
+    assert caplog.messages == [
+        "State store unavailable: sending without limits (STATE_STORE_FAILURE_MODE=open)"
+    ]
+    assert load_settings({"STATE_STORE_FAILURE_MODE": "open"}).store_fail_open is True
+    assert load_settings({}).store_fail_open is False

@@ -196,7 +196,8 @@ def test_field_errors(
 
 
 def test_destination_country_not_allowed(make_call: Handler) -> None:
-    assert call(make_call, {"to": "+442079460000"})[0] == 403
+    status, body = call(make_call, {"to": "+442079460000"})
+    assert (status, body["rule"], body["country"]) == (403, "destination-country", "GB")
 
 
 def test_messaging_service_cannot_place_calls(make_call: Handler, app_env: SetEnv) -> None:

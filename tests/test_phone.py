@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import phonenumbers
 import pytest
 
 from shared.phone import InvalidPhoneNumber, PhoneNumber, mask, to_e164
@@ -33,6 +34,8 @@ def test_numbers_are_normalised_to_e164(
         ("+15551234567", None, "is not a valid phone number"),
         ("hello", "US", "is not a phone number"),
         ("", "US", "is not a phone number"),
+        # After a "+" comes the country code: not the region's dialling prefix (00 in GB).
+        ("+00 44 20 7946 0000", "GB", "is not a phone number"),
     ],
 )
 def test_invalid_numbers_say_why(raw: str, region: str | None, message: str) -> None:
@@ -44,4 +47,14 @@ def test_invalid_numbers_say_why(raw: str, region: str | None, message: str) -> 
 def test_mask_keeps_country_prefix_and_last_two_digits() -> None:
     assert mask("+14155550100") == "+14*******00"
     assert mask("+1234") == "*****"
-    assert mask(None) == "-"
+    assert mask("+12345") == "******"  # six characters or fewer: none shown
+    assert mask("+123456") == "+12**56"
+    assert mask(None) == mask("") == "-"
+
+
+def test_a_number_type_phonenumbers_adds_later_is_named_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Not one of NUMBER_TYPES, so no SMS_NUMBER_TYPES or CALL_NUMBER_TYPES lets it through.
+    monkeypatch.setattr(phonenumbers, "number_type", lambda number: 42)
+    assert to_e164("+14155550100") == PhoneNumber("+14155550100", "US", "unknown")

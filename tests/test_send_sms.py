@@ -245,7 +245,10 @@ def test_star_allows_every_country(send_sms: Handler, app_env: SetEnv) -> None:
 def test_explicit_country_list_replaces_the_default(send_sms: Handler, app_env: SetEnv) -> None:
     app_env(ALLOWED_COUNTRIES="GB")
     assert call(send_sms, {"to": "+442079460000", "body": "x"})[0] == 201
-    assert call(send_sms, {"to": VALID_TO, "body": "x"})[0] == 403
+    status, body = call(send_sms, {"to": VALID_TO, "body": "x"})
+    assert (status, body["rule"], body["detail"]) == (
+        403, "destination-country", "Destination country US is not allowed (allowed: GB)."
+    )  # fmt: skip
 
 
 def test_every_bad_field_is_listed(send_sms: Handler, sandbox: Sandbox) -> None:

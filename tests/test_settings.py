@@ -86,6 +86,10 @@ def test_lists_and_flags_are_parsed() -> None:
         ("TWILIO_ALLOWED_SENDERS", "alice"),
         ("TWIML_DEFAULT_VOICE", "alice"),
         ("TWIML_DEFAULT_VOICE", "robot"),
+        ("JWT_ALGORITHMS", "HS256"),
+        ("JWT_ALGORITHMS", "none"),
+        ("JWT_ALGORITHMS", "RS256,HS512"),
+        ("STATE_STORE_FAILURE_MODE", "sometimes"),
         ("INBOUND_SMS_AUTO_REPLY", "x" * 1601),
     ],
 )
@@ -229,3 +233,9 @@ def test_number_type_settings_default_to_what_costs_no_more_than_usual() -> None
     )
     assert custom.call_number_types == ("mobile", "toll-free")
     assert custom.number_type_exceptions == ("+1500555",)
+
+
+def test_jwt_algorithms_are_asymmetric_ones_and_rs256_by_default() -> None:
+    assert load_settings({}).jwt_algorithms == ("RS256",)
+    chosen = load_settings({"JWT_ALGORITHMS": "ES256,PS256"}).jwt_algorithms
+    assert chosen == ("ES256", "PS256")

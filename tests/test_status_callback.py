@@ -143,7 +143,9 @@ def test_bad_signature_is_403_and_changes_nothing(
 ) -> None:
     forged = VALIDATOR.compute_signature(CALLBACK, sms_status("sent", sent_sms))
     response = post_callback(handlers, sms_status("delivered", sent_sms), signature=forged)
-    assert response.status_code == 403
+    assert (response.status_code, body_of(response)["rule"], body_of(response)["detail"]) == (
+        403, "twilio-signature", "X-Twilio-Signature does not match this request."
+    )  # fmt: skip
     assert message_status(handlers, sent_sms)[1]["status"] == "queued"
 
 
@@ -165,7 +167,10 @@ def test_json_callback_without_body_hash_is_403(
         "POST", CALLBACK, json_body=sms_status("delivered", sent_sms),
         headers={"X-Twilio-Signature": VALIDATOR.compute_signature(CALLBACK, {})},
     )  # fmt: skip
-    assert handlers["StatusCallback"](request).status_code == 403
+    response = handlers["StatusCallback"](request)
+    assert (response.status_code, body_of(response)["rule"], body_of(response)["detail"]) == (
+        403, "twilio-signature", "A signed body must be form-encoded or carry bodySHA256."
+    )  # fmt: skip
 
 
 def test_callback_without_a_sid_is_400(handlers: dict[str, Handler]) -> None:

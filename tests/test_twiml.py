@@ -60,6 +60,11 @@ def test_twimlet_messages_in_index_order_urls_are_played() -> None:
     )
 
 
+def test_plain_http_audio_is_played_too() -> None:
+    xml = render(speech({"Message[0]": "http://example.com/tone.mp3"}))
+    assert xml == f"{XML}<Response><Play>http://example.com/tone.mp3</Play></Response>"
+
+
 def test_say_text_up_to_twilios_limit_is_accepted() -> None:
     assert speech({"message": "a" * 4096}).segments == (Segment("say", "a" * 4096),)
 
@@ -87,3 +92,23 @@ def test_bad_parameters_are_reported(
 def test_too_many_segments() -> None:
     params = {f"Message[{i}]": "x" for i in range(21)}
     assert errors(params) == [{"field": "Message", "message": "at most 20 Message[n] parameters"}]
+
+
+def test_exactly_twenty_segments_are_accepted() -> None:
+    params = {f"Message[{i}]": f"part {i}" for i in range(20)}
+    assert speech(params).segments == tuple(Segment("say", f"part {i}") for i in range(20))
+
+
+@pytest.mark.parametrize(("raw", "loop"), [("1", None), ("10", "10")])
+def test_loop_from_1_to_10_is_accepted_and_played_urls_loop_too(raw: str, loop: str | None) -> None:
+    xml = render(speech({"Message[0]": "https://example.com/tone.mp3", "loop": raw}))
+    attribute = f' loop="{loop}"' if loop else ""
+    assert xml == f"{XML}<Response><Play{attribute}>https://example.com/tone.mp3</Play></Response>"
+
+
+@pytest.mark.parametrize(
+    "voice", ["Polly.Joanna>", "my Polly.Joanna", "Polly.", "woman ", "xwoman", "Google.a b"]
+)
+def test_a_voice_must_match_the_whole_pattern(voice: str) -> None:
+    message = "must be man, woman, Polly.<Name> or Google.<name>"
+    assert errors({"voice": voice}) == [{"field": "voice", "message": message}]

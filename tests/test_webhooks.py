@@ -107,10 +107,25 @@ def test_json_body_with_body_sha256(twiml: Handler) -> None:
     assert twiml(request).status_code == 200
 
 
-def test_validation_can_be_switched_off_explicitly(twiml: Handler, app_env: SetEnv) -> None:
+def test_validation_can_be_switched_off_explicitly(
+    twiml: Handler, app_env: SetEnv, caplog: pytest.LogCaptureFixture
+) -> None:
     app_env(TWILIO_VALIDATE_SIGNATURES="false")
     response = twiml(build_request("GET", f"{TWIML}?message=hello+world"))
     assert (response.status_code, response.get_body()) == (200, HELLO_XML.encode())
+    assert caplog.messages == [
+        "Twilio signature validation is OFF (TWILIO_VALIDATE_SIGNATURES=false)"
+    ]
+
+
+def test_a_form_with_a_charset_is_still_a_signed_form(twiml: Handler) -> None:
+    url = f"{TWIML}?message=hello+world"
+    request = build_request(
+        "POST", url, form=CALL_PARAMS,
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8",
+                 "X-Twilio-Signature": VALIDATOR.compute_signature(url, CALL_PARAMS)},
+    )  # fmt: skip
+    assert (twiml(request).status_code, twiml(request).get_body()) == (200, HELLO_XML.encode())
 
 
 # Rejected -----------------------------------------------------------------------------
@@ -179,6 +194,18 @@ def test_tampered_json_body(twiml: Handler) -> None:
     url = f"{TWIML}?bodySHA256={digest}"
     request = build_request(
         "POST", url, body=b'{"event": "forged"}',
+        headers={"Content-Type": "application/json",
+                 "X-Twilio-Signature": VALIDATOR.compute_signature(url, {})},
+    )  # fmt: skip
+    response = twiml(request)
+    assert_forbidden((response.status_code, response.get_body()), MISMATCH)
+
+
+def test_a_body_that_is_not_utf8_is_403_not_500(twiml: Handler) -> None:
+    body = b'{"event": "\xff\xfe"}'
+    url = f"{TWIML}?bodySHA256={hashlib.sha256(body).hexdigest()}"
+    request = build_request(
+        "POST", url, body=body,
         headers={"Content-Type": "application/json",
                  "X-Twilio-Signature": VALIDATOR.compute_signature(url, {})},
     )  # fmt: skip
