@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from devhost.access_log import access_logger
 from devhost.console import add_console
 from devhost.durable.standin import DurableStandIn, StoreUnreachable, open_store
 from devhost.guard import local_only
@@ -306,7 +307,7 @@ def _e164_or_none(raw: str) -> str | None:
 
 
 async def _start(app: web.Application, host: str, port: int, runners: list[web.AppRunner]) -> str:
-    runner = web.AppRunner(app, access_log=logging.getLogger("devhost.access"))
+    runner = web.AppRunner(app, access_log=access_logger())
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
