@@ -318,11 +318,21 @@ class DevHost:
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(10)
-        self.drain.join(10)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
-        self.log_path.unlink(missing_ok=True)
+        try:
+            # Generous: on a loaded CI machine a starved host has taken over 10 s.
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            # Never leak it: a Popen collected later fails whichever test is running then.
+            self.process.kill()
+            self.process.wait(10)
+            raise AssertionError(
+                f"devhost did not stop within 30 s of SIGTERM; its log ends:\n{self.log()[-3000:]}"
+            ) from None
+        finally:
+            self.drain.join(10)
+            assert self.process.stdout is not None
+            self.process.stdout.close()
+            self.log_path.unlink(missing_ok=True)
 
 
 def start_devhost(env_overrides: Mapping[str, str] | None = None) -> DevHost:
