@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -77,6 +78,12 @@ SANDBOX_DEFAULTS = {
 }
 LIMIT_KEYS = ("LIMIT_PER_DESTINATION", "LIMIT_PER_CALLER", "LIMIT_GLOBAL")
 READY_PREFIX = "devhost: ready "
+# After SIGTERM or Ctrl-C, how long an orderly stop may take before the process exits
+# anyway. A function thread in a Twilio call to this very process's sandbox (whose loop is
+# stopping) waits out its 10 s timeout; once, on a loaded machine, the cleanup never ended.
+STOP_DEADLINE_SECONDS = 15.0
+# Child processes to stop even then (the Azurite of `make run AZURITE=1`).
+_children: list[subprocess.Popen[bytes]] = []
 AZURITE_PORT = 10002  # Azurite's default table port, which UseDevelopmentStorage=true means
 _BROADCAST_EXAMPLE = (
     "  curl -s -X POST {host_url}/{prefix}/broadcasts -H 'Content-Type: application/json' "
@@ -110,8 +117,10 @@ def main(argv: list[str] | None = None) -> None:
             "(in local.settings.json or the environment)."
         )
     # `kill` (and make's shutdown) send SIGTERM: exit through the finally blocks, so the
-    # Azurite child and the listening sockets go away with us.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Azurite child and the listening sockets go away with us; Ctrl-C does the same. Either
+    # way the process is gone within STOP_DEADLINE_SECONDS.
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
         with azurite_if(args.azurite):
             asyncio.run(serve(args, token))
@@ -137,6 +146,32 @@ def load_local_settings(path: Path) -> None:
         os.environ.setdefault(key, str(value))
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    exit_within(STOP_DEADLINE_SECONDS)
+    sys.exit(0)
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    exit_within(STOP_DEADLINE_SECONDS)
+    raise KeyboardInterrupt
+
+
+def exit_within(seconds: float) -> None:
+    """Make sure the process ends `seconds` from now, orderly or not: a stop that hangs
+    must not leave `make run` (or a test's host) running after it was told to go."""
+
+    def exit_now() -> None:
+        print(f"devhost: still stopping after {seconds:g} s; exiting now", file=sys.stderr,
+              flush=True)  # fmt: skip
+        for child in _children:
+            child.kill()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
+
+
 @contextlib.contextmanager
 def azurite_if(port: int | None, location: Path = ROOT / ".azurite") -> Iterator[None]:
     """Run Azurite's table service on 127.0.0.1:`port` (data in `location`) and point the
@@ -157,6 +192,7 @@ def azurite_if(port: int | None, location: Path = ROOT / ".azurite") -> Iterator
         [str(binary), "--tableHost", "127.0.0.1", "--tablePort", str(port), "--location",
          str(location), "--silent", "--skipApiVersionCheck", "--disableTelemetry"],
     )  # fmt: skip
+    _children.append(process)
     try:
         if not _listening(port, process):
             sys.exit(f"devhost: Azurite did not start on 127.0.0.1:{port}.")

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -493,3 +494,44 @@ def test_a_timer_that_takes_a_durable_client_gets_the_stand_ins_or_answers_501()
     assert asyncio.run(run_now(lambda origin: f"binding for {origin}")) == 202
     assert received[0] == {"timer": "json", "client": "string"}
     assert received[1]["client"].startswith("binding for http://127.0.0.1:")
+
+
+def test_a_stop_that_hangs_still_ends_the_process_by_its_deadline() -> None:
+    # A stop stuck for ever (here: a sleep that outlives the deadline, then SIGTERM's path
+    # itself) must still end the process, with a line saying why, and its Azurite child.
+    script = (
+        "import signal, subprocess, sys, time\n"
+        "import devhost.__main__ as host\n"
+        "host.STOP_DEADLINE_SECONDS = 0.5\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "host._children.append(child)\n"
+        "print(child.pid, flush=True)\n"
+        "signal.signal(signal.SIGTERM, host._on_sigterm)\n"
+        "try:\n"
+        "    time.sleep(60)\n"
+        "finally:\n"
+        "    time.sleep(60)  # the orderly stop that never ends\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    child = int(process.stdout.readline())
+    process.terminate()
+    _, err = process.communicate(timeout=20)
+    assert process.returncode == 1
+    assert err.strip().splitlines()[-1] == "devhost: still stopping after 0.5 s; exiting now"
+    assert _dead(child)  # killed: gone, or a zombie waiting for init to reap it
+
+
+def _dead(pid: int) -> bool:
+    for _ in range(100):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
