@@ -139,16 +139,21 @@ def _twiml(method: str) -> dict[str, Any]:
         "security": [],
         "parameters": [*query, _twilio_signature()],
         "responses": {
-            "200": {
-                "description": "TwiML",
-                "content": {"application/xml": {"schema": {"type": "string"}}},
-            },
+            "200": _twiml_answer(),
             **_problems(400, 403, 413, 503),
         },
     }
     if method == "post":
         operation["requestBody"] = _twilio_form("Twilio's call parameters (CallSid, From, To, …)")
     return operation
+
+
+def _twiml_answer(description: str = "TwiML") -> dict[str, Any]:
+    """A 200 whose body is TwiML: what Twilio's voice and messaging webhooks answer."""
+    return {
+        "description": description,
+        "content": {"application/xml": {"schema": {"type": "string"}}},
+    }
 
 
 def _status_callback() -> dict[str, Any]:
@@ -180,10 +185,7 @@ def _incoming_call_twiml(operation_id: str, method: str = "post") -> dict[str, A
         "security": [],
         "parameters": [_twilio_signature()],
         "responses": {
-            "200": {
-                "description": "TwiML",
-                "content": {"application/xml": {"schema": {"type": "string"}}},
-            },
+            "200": _twiml_answer(),
             **_problems(400, 403, 413, 415, 500, 503),
         },
     }
@@ -216,10 +218,7 @@ def _incoming_sms() -> dict[str, Any]:
         "parameters": [_twilio_signature()],
         "requestBody": _twilio_form("MessageSid, From, To, Body, NumMedia, MediaUrl0, …"),
         "responses": {
-            "200": {
-                "description": "TwiML: empty, or INBOUND_SMS_AUTO_REPLY (never to a keyword)",
-                "content": {"application/xml": {"schema": {"type": "string"}}},
-            },
+            "200": _twiml_answer("TwiML: empty, or INBOUND_SMS_AUTO_REPLY (never to a keyword)"),
             **_problems(400, 403, 413, 415, 503),
         },
     }
